@@ -1,0 +1,8 @@
+//! jbxd: Joe Sandbox on autopilot.
+//!
+//! See `ARCHITECTURE.md` for the map of this crate.
+
+pub mod api;
+pub mod cli;
+pub mod simulator;
+pub mod storage;
