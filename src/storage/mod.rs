@@ -1,1 +1,13 @@
-//! placeholder
+//! Local storage: the only module that creates files for jbxd.
+//!
+//! * [`AtomicFile`]: write to a temporary name in the target directory, fsync, rename into
+//!   place, fsync the directory — a reader never sees a half-written file, and a crash leaves
+//!   only a temporary file that is recognisable by its name.
+//! * [`safe_file_name`]: turns a server-provided or user-provided name into one safe path
+//!   component, so that no name from outside can point outside the output directory.
+
+mod atomic;
+mod names;
+
+pub use atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
+pub use names::safe_file_name;
