@@ -4,5 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
+pub mod db;
 pub mod simulator;
 pub mod storage;

@@ -1,0 +1,293 @@
+//! Daemon configuration: the typed keys of `jbxd.toml` (a public contract, documented in the
+//! README and shipped with every default in `config/jbxd.toml`).
+//!
+//! Loading (defaults < TOML file < `JBXD_*` environment < flags) and validation live in
+//! `load.rs`; this file is the schema. Durations carry their unit in the key name.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+mod load;
+
+// pub use load::{ConfigError, LoadOptions, load};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Database (`jbxd.db`), quarantined samples and reports live here.
+    pub data_dir: PathBuf,
+    /// Files dropped here are submitted.
+    pub drop_dir: PathBuf,
+    pub api: ApiConfig,
+    /// Default submission parameters for every item.
+    pub submission: SubmissionConfig,
+    pub intake: IntakeConfig,
+    pub dedup: DedupConfig,
+    pub pipeline: PipelineConfig,
+    pub poll: PollConfig,
+    pub reports: ReportsConfig,
+    pub health: HealthConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/jbxd"),
+            drop_dir: PathBuf::from("/srv/jbx-drop"),
+            api: ApiConfig::default(),
+            submission: SubmissionConfig::default(),
+            intake: IntakeConfig::default(),
+            dedup: DedupConfig::default(),
+            pipeline: PipelineConfig::default(),
+            poll: PollConfig::default(),
+            reports: ReportsConfig::default(),
+            health: HealthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The Joe Sandbox connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Server URL or API base (`.../api`).
+    pub url: String,
+    /// File holding the API key (mode 0600 or stricter). The key may also come from
+    /// `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`) or `JBX_API_KEY`.
+    pub key_file: Option<PathBuf>,
+    /// Accept Joe Sandbox Cloud's terms and conditions (`accept-tac=1`).
+    pub accept_tac: bool,
+    /// Extra CA certificates (PEM) for on-premise servers with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// HTTP(S) proxy URL.
+    pub proxy: Option<String>,
+    pub connect_timeout_secs: u64,
+    pub read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    /// Attempts per read-only call (1 = no retry).
+    pub attempts: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            url: crate::api::DEFAULT_SERVER_URL.to_owned(),
+            key_file: None,
+            accept_tac: false,
+            ca_file: None,
+            proxy: None,
+            connect_timeout_secs: 10,
+            read_timeout_secs: 60,
+            request_timeout_secs: 120,
+            attempts: 3,
+        }
+    }
+}
+
+/// Default submission parameters (per-URL `params` in `url_queue` override them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    pub systems: Vec<String>,
+    pub tags: Vec<String>,
+    /// Prepended to jbxd's own `jbxd:<key>` marker in `comments`.
+    pub comments: Option<String>,
+    /// Any other parameter jbxapi knows, by its API name, e.g. `"internet-access" = "1"`.
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// The drop folder and the URL queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// A file is taken when its size and mtime stayed unchanged this long.
+    pub settle_ms: u64,
+    /// Full rescans of the drop folder (the watcher only hurries them).
+    pub scan_interval_secs: u64,
+    /// Largest sample accepted; larger files are rejected.
+    pub max_file_size: u64,
+    /// Accept files with more than one hard link.
+    pub allow_hardlinks: bool,
+    /// How often `url_queue` is checked for new rows.
+    pub url_poll_ms: u64,
+    /// Longest URL accepted, in bytes.
+    pub max_url_length: usize,
+    /// How long an unreadable file is retried before it is rejected.
+    pub unreadable_grace_secs: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            settle_ms: 2000,
+            scan_interval_secs: 30,
+            max_file_size: 100 * 1024 * 1024,
+            allow_hardlinks: false,
+            url_poll_ms: 500,
+            max_url_length: 8000,
+            unreadable_grace_secs: 600,
+        }
+    }
+}
+
+/// Avoiding repeated analyses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupConfig {
+    /// Link a sample already analysed (same sha256) to its earlier item instead of submitting.
+    pub samples: bool,
+    /// Link a URL analysed within this many hours to its earlier item (0 = never).
+    pub url_window_hours: u64,
+    /// Before submitting a new sample, look its sha256 up on the server and reuse a finished
+    /// analysis found there.
+    pub server_lookup: bool,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            samples: true,
+            url_window_hours: 24,
+            server_lookup: true,
+        }
+    }
+}
+
+/// Submission, reconciliation and retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub submit_concurrency: usize,
+    pub poll_concurrency: usize,
+    pub download_concurrency: usize,
+    /// Attempts per item before it is `failed`.
+    pub max_attempts: u32,
+    pub retry_base_secs: u64,
+    pub retry_cap_secs: u64,
+    /// After an unknown submission outcome, wait this long for the server's search to catch
+    /// up before looking the submission up.
+    pub reconcile_grace_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            submit_concurrency: 2,
+            poll_concurrency: 4,
+            download_concurrency: 2,
+            max_attempts: 12,
+            retry_base_secs: 30,
+            retry_cap_secs: 6 * 3600,
+            reconcile_grace_secs: 120,
+        }
+    }
+}
+
+/// Adaptive polling of submissions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollConfig {
+    /// Analysis time assumed when the submission does not set `analysis-time`.
+    pub expected_analysis_secs: u64,
+    pub min_interval_secs: u64,
+    pub max_interval_secs: u64,
+    /// A submission not finished after this long is `failed: timed out`.
+    pub max_analysis_age_secs: u64,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            expected_analysis_secs: 180,
+            min_interval_secs: 5,
+            max_interval_secs: 600,
+            max_analysis_age_secs: 24 * 3600,
+        }
+    }
+}
+
+/// What is downloaded for each finished analysis.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    pub types: Vec<String>,
+    /// Also download the analysed sample (`sample`, stored 0400).
+    pub sample: bool,
+    /// Also download dropped files and unpacked PE images (`bins`, `unpackpe`, zips with the
+    /// password `infected`).
+    pub archives: bool,
+    /// Largest report accepted, in bytes.
+    pub max_size: u64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            types: vec!["html".into(), "irjsonfixed".into(), "xml".into()],
+            sample: false,
+            archives: false,
+            max_size: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Periodic health checks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Cron expression with seconds (6 fields, UTC), e.g. `0 * * * * *` = every minute.
+    pub schedule: String,
+    /// Below this much free space in `data_dir`, intake and downloads pause.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            schedule: "0 * * * * *".into(),
+            min_free_disk_mb: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `jbxd=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+    /// When set, logs also go to daily-rotated files in this directory.
+    pub dir: Option<PathBuf>,
+    /// Rotated files kept.
+    pub max_files: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            dir: None,
+            max_files: 14,
+        }
+    }
+}
+
+impl Config {
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("jbxd.db")
+    }
+}

@@ -1,0 +1,666 @@
+//! `items` and `submit_attempts`: the unit of work and its submission outbox.
+
+use serde::Serialize;
+use sqlx::{FromRow, Sqlite, Transaction};
+
+use super::{Db, DbError, now_ms, now_text};
+
+/// The life of an item. Every arrow is one committed transaction:
+/// `queued → submitting → submitted → downloading → done`, and at any point the terminal
+/// `rejected` (bad input, never retried), `failed` (gave up, with the last error) or
+/// `duplicate` (linked to an earlier item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ItemState {
+    Queued,
+    Submitting,
+    Submitted,
+    Downloading,
+    Done,
+    Rejected,
+    Failed,
+    Duplicate,
+}
+
+impl ItemState {
+    pub const ALL: [ItemState; 8] = [
+        Self::Queued,
+        Self::Submitting,
+        Self::Submitted,
+        Self::Downloading,
+        Self::Done,
+        Self::Rejected,
+        Self::Failed,
+        Self::Duplicate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Submitting => "submitting",
+            Self::Submitted => "submitted",
+            Self::Downloading => "downloading",
+            Self::Done => "done",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Done | Self::Rejected | Self::Failed | Self::Duplicate
+        )
+    }
+}
+
+/// A row of `items`.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Item {
+    pub id: i64,
+    pub kind: String,
+    pub source: String,
+    pub item_key: String,
+    pub name: String,
+    pub url: Option<String>,
+    pub url_queue_id: Option<i64>,
+    pub sha256: Option<String>,
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub size: Option<i64>,
+    pub sample_path: Option<String>,
+    pub params: Option<String>,
+    pub force: bool,
+    pub state: ItemState,
+    pub error: Option<String>,
+    pub note: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub submission_id: Option<String>,
+    pub submitted_at: Option<String>,
+    pub poll_count: i64,
+    pub duplicate_of: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl Item {
+    pub fn is_url(&self) -> bool {
+        self.kind == "url"
+    }
+}
+
+/// A row of `submit_attempts`.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub item_id: i64,
+    pub attempt_key: String,
+    pub started_at: String,
+    pub outcome: Option<String>,
+    pub submission_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A dropped file, staged into quarantine and hashed, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub name: String,
+    pub raw_name: Vec<u8>,
+    pub sha256: String,
+    pub md5: String,
+    pub sha1: String,
+    pub size: i64,
+    pub sample_path: String,
+    pub dev: i64,
+    pub ino: i64,
+    pub mtime_ns: i64,
+    pub source: &'static str,
+    pub params: Option<String>,
+    pub force: bool,
+}
+
+/// A fresh random key identifying an item on the server (inside `comments`).
+pub fn new_item_key() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// The earlier item a new sample duplicates: same sha256, not itself a duplicate, and not
+/// given up on (a rejected or failed item does not stop a new try).
+async fn earlier_sample(
+    tx: &mut Transaction<'static, Sqlite>,
+    sha256: &str,
+) -> Result<Option<i64>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM items
+          WHERE sha256 = ? AND kind = 'file'
+            AND state NOT IN ('rejected', 'failed', 'duplicate')
+          ORDER BY id LIMIT 1",
+    )
+    .bind(sha256)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Records staged files in one transaction (group commit): each becomes `queued`, or
+/// `duplicate` of an earlier item with the same sha256 when `dedup` is on and the file is not
+/// forced. Returns the new ids and states in input order.
+pub async fn insert_files(
+    db: &Db,
+    files: &[NewFile],
+    dedup: bool,
+) -> Result<Vec<(i64, ItemState)>, DbError> {
+    let mut tx = db.begin_write().await?;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let earlier = if dedup && !f.force {
+            earlier_sample(&mut tx, &f.sha256).await?
+        } else {
+            None
+        };
+        let state = if earlier.is_some() {
+            ItemState::Duplicate
+        } else {
+            ItemState::Queued
+        };
+        let finished = earlier.map(|_| now_text());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO items (kind, source, item_key, name, raw_name, sha256, md5, sha1, size,
+                                sample_path, source_dev, source_ino, source_mtime_ns, params,
+                                force, state, duplicate_of, finished_at)
+             VALUES ('file', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(f.source)
+        .bind(new_item_key())
+        .bind(&f.name)
+        .bind(&f.raw_name)
+        .bind(&f.sha256)
+        .bind(&f.md5)
+        .bind(&f.sha1)
+        .bind(f.size)
+        .bind(&f.sample_path)
+        .bind(f.dev)
+        .bind(f.ino)
+        .bind(f.mtime_ns)
+        .bind(&f.params)
+        .bind(f.force)
+        .bind(state)
+        .bind(earlier)
+        .bind(finished)
+        .fetch_one(&mut *tx)
+        .await?;
+        out.push((id, state));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Records a dropped entry that was refused (empty, too large, not a regular file, ...).
+pub async fn insert_rejected_file(
+    db: &Db,
+    name: &str,
+    raw_name: &[u8],
+    size: Option<i64>,
+    reason: &str,
+) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO items (kind, source, item_key, name, raw_name, size, state, error,
+                            finished_at)
+         VALUES ('file', 'drop', ?, ?, ?, ?, 'rejected', ?, ?)
+         RETURNING id",
+    )
+    .bind(new_item_key())
+    .bind(name)
+    .bind(raw_name)
+    .bind(size)
+    .bind(reason)
+    .bind(now_text())
+    .fetch_one(db.pool())
+    .await?)
+}
+
+/// The item recorded for a dropped file with this identity, if any: after a crash between
+/// recording a file and removing it from the drop folder, the rescan finds it here.
+pub async fn find_by_source_identity(
+    db: &Db,
+    dev: i64,
+    ino: i64,
+    size: i64,
+    mtime_ns: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM items
+          WHERE source_dev = ? AND source_ino = ? AND size = ? AND source_mtime_ns = ?
+          ORDER BY id DESC LIMIT 1",
+    )
+    .bind(dev)
+    .bind(ino)
+    .bind(size)
+    .bind(mtime_ns)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<Item>, DbError> {
+    Ok(sqlx::query_as::<_, Item>(
+        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
+                finished_at
+           FROM items WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// Claims up to `limit` queued items that are due: each gets a new attempt key, committed in
+/// the outbox (`submit_attempts`) together with the move to `submitting` *before* any request
+/// is sent. `lease_ms` bounds how long a claim may stay unreconciled if the process dies.
+pub async fn claim_for_submit(
+    db: &Db,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<(Item, String)>, DbError> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let items: Vec<Item> = sqlx::query_as::<_, Item>(
+        "UPDATE items SET state = 'submitting', next_attempt_at = ?, updated_at = ?
+          WHERE id IN (SELECT id FROM items
+                        WHERE state = 'queued' AND next_attempt_at <= ?
+                        ORDER BY next_attempt_at, id LIMIT ?)
+         RETURNING id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                   sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                   submission_id, submitted_at, poll_count, duplicate_of, created_at,
+                   updated_at, finished_at",
+    )
+    .bind(now + lease_ms)
+    .bind(now_text())
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let used: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM submit_attempts WHERE item_id = ?")
+                .bind(item.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let key = format!("{}-{}", item.item_key, used + 1);
+        sqlx::query("INSERT INTO submit_attempts (item_id, attempt_key) VALUES (?, ?)")
+            .bind(item.id)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        out.push((item, key));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Records what became of an attempt (e.g. `chunked_pending` with the submission id, before
+/// the chunks are sent).
+pub async fn set_attempt_outcome(
+    db: &Db,
+    attempt_key: &str,
+    outcome: &str,
+    submission_id: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE submit_attempts
+            SET outcome = ?, submission_id = coalesce(?, submission_id), detail = ?
+          WHERE attempt_key = ?",
+    )
+    .bind(outcome)
+    .bind(submission_id)
+    .bind(detail)
+    .bind(attempt_key)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The submission was accepted: `submitted`, polled from `first_poll_at`.
+pub async fn mark_submitted(
+    db: &Db,
+    item_id: i64,
+    attempt_key: Option<&str>,
+    submission_id: Option<&str>,
+    first_poll_at: i64,
+    note: Option<&str>,
+) -> Result<(), DbError> {
+    let mut tx = db.begin_write().await?;
+    if let Some(key) = attempt_key {
+        sqlx::query(
+            "UPDATE submit_attempts SET outcome = 'accepted', submission_id = ? WHERE attempt_key = ?",
+        )
+        .bind(submission_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE items SET state = 'submitted', submission_id = ?, submitted_at = ?,
+                          next_attempt_at = ?, error = NULL, note = coalesce(?, note),
+                          updated_at = ?
+          WHERE id = ?",
+    )
+    .bind(submission_id)
+    .bind(now_text())
+    .bind(first_poll_at)
+    .bind(note)
+    .bind(now_text())
+    .bind(item_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The outcome of the attempt is unknown: the item stays `submitting` and is reconciled (looked
+/// up by its attempt keys) from `reconcile_at` on.
+pub async fn mark_unknown_outcome(
+    db: &Db,
+    item_id: i64,
+    attempt_key: &str,
+    detail: &str,
+    reconcile_at: i64,
+) -> Result<(), DbError> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE submit_attempts SET outcome = 'unknown', detail = ? WHERE attempt_key = ?",
+    )
+    .bind(detail)
+    .bind(attempt_key)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE items SET next_attempt_at = ?, error = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(reconcile_at)
+    .bind(detail)
+    .bind(now_text())
+    .bind(item_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Back to `queued` for a later try. `count_attempt` is false for global pauses (maintenance,
+/// invalid key, quota), which must not use up the item's attempts.
+pub async fn requeue(
+    db: &Db,
+    item_id: i64,
+    error: Option<&str>,
+    next_attempt_at: i64,
+    count_attempt: bool,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE items SET state = 'queued', error = ?, next_attempt_at = ?,
+                          attempts = attempts + ?, updated_at = ?
+          WHERE id = ?",
+    )
+    .bind(error)
+    .bind(next_attempt_at)
+    .bind(i64::from(count_attempt))
+    .bind(now_text())
+    .bind(item_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Terminal: bad input, never retried.
+pub async fn reject(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
+    finish(db, item_id, ItemState::Rejected, Some(reason)).await
+}
+
+/// Terminal: gave up, with the last error.
+pub async fn fail(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
+    finish(db, item_id, ItemState::Failed, Some(reason)).await
+}
+
+async fn finish(
+    db: &Db,
+    item_id: i64,
+    state: ItemState,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE items SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(state)
+    .bind(error)
+    .bind(now_text())
+    .bind(now_text())
+    .bind(item_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Every attempt of an item, oldest first (all keys to look up when reconciling).
+pub async fn attempts_of(db: &Db, item_id: i64) -> Result<Vec<Attempt>, DbError> {
+    Ok(sqlx::query_as::<_, Attempt>(
+        "SELECT id, item_id, attempt_key, started_at, outcome, submission_id, detail
+           FROM submit_attempts WHERE item_id = ? ORDER BY id",
+    )
+    .bind(item_id)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Items left in `submitting` whose reconcile time has come (all of them after a restart,
+/// once their lease ran out), claimed by pushing their time forward by `lease_ms`.
+pub async fn claim_for_reconcile(
+    db: &Db,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<Item>, DbError> {
+    claim_due(db, ItemState::Submitting, limit, lease_ms).await
+}
+
+/// Submitted items due for a poll, claimed by pushing their time forward by `lease_ms` (a
+/// crash only delays the next poll).
+pub async fn claim_for_poll(db: &Db, limit: i64, lease_ms: i64) -> Result<Vec<Item>, DbError> {
+    claim_due(db, ItemState::Submitted, limit, lease_ms).await
+}
+
+async fn claim_due(
+    db: &Db,
+    state: ItemState,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<Item>, DbError> {
+    let now = now_ms();
+    Ok(sqlx::query_as::<_, Item>(
+        "UPDATE items SET next_attempt_at = ?
+          WHERE id IN (SELECT id FROM items
+                        WHERE state = ? AND next_attempt_at <= ?
+                        ORDER BY next_attempt_at, id LIMIT ?)
+         RETURNING id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                   sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                   submission_id, submitted_at, poll_count, duplicate_of, created_at,
+                   updated_at, finished_at",
+    )
+    .bind(now + lease_ms)
+    .bind(state)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// The next poll of a still-running submission.
+pub async fn schedule_poll(db: &Db, item_id: i64, next_at: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE items SET next_attempt_at = ?, poll_count = poll_count + 1, updated_at = ?
+          WHERE id = ? AND state = 'submitted'",
+    )
+    .bind(next_at)
+    .bind(now_text())
+    .bind(item_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The submission finished: records its analyses, queues one report row per analysis and
+/// type, and moves the item to `downloading` — or straight to `done` when the submission
+/// spawned no analysis (a recorded outcome, not an error). One transaction.
+pub async fn record_finished(
+    db: &Db,
+    item_id: i64,
+    analyses: &[super::AnalysisRecord],
+    report_types: &[String],
+) -> Result<ItemState, DbError> {
+    let mut tx = db.begin_write().await?;
+    for analysis in analyses {
+        super::analyses::upsert(&mut tx, Some(item_id), analysis).await?;
+        for report_type in report_types {
+            sqlx::query("INSERT OR IGNORE INTO reports (webid, type, run) VALUES (?, ?, NULL)")
+                .bind(&analysis.webid)
+                .bind(report_type)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let (state, note) = if analyses.is_empty() || report_types.is_empty() {
+        (
+            ItemState::Done,
+            analyses.is_empty().then_some("the submission finished without any analysis"),
+        )
+    } else {
+        (ItemState::Downloading, None)
+    };
+    sqlx::query(
+        "UPDATE items SET state = ?, note = coalesce(?, note), error = NULL,
+                          finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END,
+                          updated_at = ?
+          WHERE id = ?",
+    )
+    .bind(state)
+    .bind(note)
+    .bind(state)
+    .bind(now_text())
+    .bind(now_text())
+    .bind(item_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(state)
+}
+
+/// Marks the item `done` once none of its reports is pending or downloading. Returns whether
+/// it did.
+pub async fn complete_if_reports_done(db: &Db, item_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE items SET state = 'done', finished_at = ?, updated_at = ?
+          WHERE id = ? AND state = 'downloading'
+            AND NOT EXISTS (SELECT 1 FROM reports r JOIN analyses a ON a.webid = r.webid
+                             WHERE a.item_id = ? AND r.state IN ('pending', 'downloading'))",
+    )
+    .bind(now_text())
+    .bind(now_text())
+    .bind(item_id)
+    .bind(item_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(done > 0)
+}
+
+/// Operator retry: a `failed` (or `rejected`) item goes back to `queued` with fresh attempts.
+/// Returns false when the item is not in a retryable state.
+pub async fn retry(db: &Db, item_id: i64) -> Result<bool, DbError> {
+    let changed = sqlx::query(
+        "UPDATE items SET state = CASE WHEN submission_id IS NULL THEN 'queued' ELSE 'submitted' END,
+                          attempts = 0, error = NULL, next_attempt_at = 0,
+                          finished_at = NULL, updated_at = ?
+          WHERE id = ? AND state = 'failed' AND (kind = 'url' OR sample_path IS NOT NULL)",
+    )
+    .bind(now_text())
+    .bind(item_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        // Reports that failed get another chance too.
+        sqlx::query(
+            "UPDATE reports SET state = 'pending', attempts = 0, next_attempt_at = 0, error = NULL
+              WHERE state = 'failed' AND webid IN (SELECT webid FROM analyses WHERE item_id = ?)",
+        )
+        .bind(item_id)
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(changed > 0)
+}
+
+/// Item counts per state, every state listed.
+pub async fn counts_by_state(db: &Db) -> Result<Vec<(ItemState, i64)>, DbError> {
+    let rows: Vec<(ItemState, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM items GROUP BY state")
+            .fetch_all(db.pool())
+            .await?;
+    Ok(ItemState::ALL
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect())
+}
+
+/// The oldest item not yet in a terminal state.
+pub async fn oldest_pending(db: &Db) -> Result<Option<Item>, DbError> {
+    Ok(sqlx::query_as::<_, Item>(
+        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
+                finished_at
+           FROM items
+          WHERE state IN ('queued', 'submitting', 'submitted', 'downloading')
+          ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// The most recent items that carry an error.
+pub async fn recent_errors(db: &Db, limit: i64) -> Result<Vec<Item>, DbError> {
+    Ok(sqlx::query_as::<_, Item>(
+        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
+                finished_at
+           FROM items WHERE error IS NOT NULL
+          ORDER BY updated_at DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Every item, newest first (for listings and tests).
+pub async fn list(db: &Db, limit: i64) -> Result<Vec<Item>, DbError> {
+    Ok(sqlx::query_as::<_, Item>(
+        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
+                sample_path, params, force, state, error, note, attempts, next_attempt_at,
+                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
+                finished_at
+           FROM items ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
