@@ -1,1 +1,159 @@
-//! placeholder
+//! The `jbxd` command line: argument definitions and dispatch.
+//!
+//! Commands are grouped like the official client (`jbxapi submission info ...`); each lives in
+//! its own file under [`commands`]. Every command returns an [`Outcome`] (how many of its items
+//! succeeded) or a [`CliError`]; [`run`] turns either into the process exit code:
+//!
+//! | exit | meaning |
+//! | --- | --- |
+//! | 0 | Successful |
+//! | 1 | Failed (every item failed, or the single action failed) |
+//! | 2 | usage error (clap's own, and bad submission parameters) |
+//! | 3 | Partially Successful (some items failed) |
+//! | 78 | configuration error (no API key, unreadable key file, bad URL, ...) |
+
+mod args;
+mod commands;
+mod connection;
+mod error;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::JoeClient;
+
+pub use args::{ConnectionArgs, SubmissionArgs};
+pub use connection::{ConfigError, resolve_settings};
+pub use error::CliError;
+pub use output::Outcome;
+
+/// Joe Sandbox on autopilot: a command-line client for the Joe Sandbox REST API v2, with an
+/// embedded simulator.
+#[derive(Debug, Parser)]
+#[command(name = "jbxd", version, about, long_about = None)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace); overrides JBXD_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check URL, API key, maintenance state and terms acceptance, and say which one is wrong.
+    TestConnection,
+    /// Submit sample files (a directory submits the regular files directly inside it), URLs
+    /// for website analysis, or URLs of samples for the server to download.
+    Submit(Box<commands::submit::SubmitArgs>),
+    /// Server status and capabilities.
+    #[command(subcommand)]
+    Server(commands::server::ServerCommand),
+    /// The account behind the API key (Cloud only).
+    #[command(subcommand)]
+    Account(commands::account::AccountCommand),
+    /// Submissions: list, show, delete.
+    #[command(subcommand)]
+    Submission(commands::submission::SubmissionCommand),
+    /// Analyses: list, show, search, download reports and samples, delete.
+    #[command(subcommand)]
+    Analysis(commands::analysis::AnalysisCommand),
+}
+
+/// Shared state of one command invocation.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub connection: ConnectionArgs,
+    pub json: bool,
+    /// Draw progress bars: only when stderr is a terminal, so logs and pipes stay clean.
+    pub progress: bool,
+}
+
+impl Context {
+    /// Resolves the connection settings and builds the client. Done per command, not up front,
+    /// so commands that need no server (`simulate`, `demo`, `--xpath`) work without a key.
+    pub fn client(&self) -> Result<JoeClient, CliError> {
+        let settings = resolve_settings(&self.connection, &connection::process_env)?;
+        connection::build_client(settings)
+    }
+}
+
+/// Sets up logging on stderr: `-v` flags win over `JBXD_LOG`, the default is `warn`.
+pub fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match verbose {
+        0 => std::env::var("JBXD_LOG")
+            .ok()
+            .and_then(|spec| EnvFilter::try_new(spec).ok())
+            .unwrap_or_else(|| EnvFilter::new("warn")),
+        1 => EnvFilter::new("info"),
+        2 => EnvFilter::new("debug"),
+        _ => EnvFilter::new("trace"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a parsed command line to completion and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    use std::io::IsTerminal;
+    let context = Context {
+        connection: cli.connection,
+        json: cli.json,
+        progress: std::io::stderr().is_terminal() && !cli.json,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(&context, cli.command));
+    match result {
+        Ok(outcome) => outcome.exit_code(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            error.exit_code()
+        }
+    }
+}
+
+async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliError> {
+    match command {
+        Command::TestConnection => commands::test_connection::run(context).await,
+        Command::Submit(args) => commands::submit::run(context, *args).await,
+        Command::Server(command) => commands::server::run(context, command).await,
+        Command::Account(command) => commands::account::run(context, command).await,
+        Command::Submission(command) => commands::submission::run(context, command).await,
+        Command::Analysis(command) => commands::analysis::run(context, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

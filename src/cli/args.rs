@@ -1,0 +1,210 @@
+//! Argument groups shared by several commands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::api::SubmissionParams;
+
+use super::CliError;
+
+/// How to reach the server. Environment variables are read by
+/// [`resolve_settings`](super::resolve_settings), not by clap, so that error messages can name
+/// where a bad value came from. There is deliberately no `--api-key`: secrets do not belong in
+/// argv, where every user of the machine can read them.
+///
+/// `--url` is accepted before the command only (`jbxd --url https://host/api submission list`),
+/// because `jbxd submit --url` names a website to analyse. Everything else may follow the
+/// command.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectionArgs {
+    /// Joe Sandbox server or API URL [env: JBX_API_URL] [default: https://jbxcloud.joesecurity.org]
+    #[arg(long = "url", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Read the API key from this file (wins over the JBX_API_KEY environment variable).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Accept the Joe Sandbox Cloud terms and conditions [env: JBX_ACCEPT_TAC=1]
+    #[arg(long, global = true)]
+    pub accept_tac: bool,
+
+    /// Extra trusted CA certificates (PEM), e.g. for an on-premise server.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub ca_file: Option<PathBuf>,
+
+    /// HTTP(S) proxy for every API connection.
+    #[arg(long, value_name = "URL", global = true)]
+    pub proxy: Option<String>,
+
+    /// Deadline of one API request, in seconds.
+    #[arg(long, value_name = "SECS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+
+    /// Attempts per read-only request, the first one included (1 = no retries).
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retries: Option<u32>,
+
+    /// Refuse downloads larger than this many bytes.
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub max_download_size: Option<u64>,
+}
+
+/// `submission/new` parameters. The flags cover the common ones; `--param NAME=VALUE` reaches
+/// every other parameter, including ones newer than this build.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Submission parameters")]
+pub struct SubmissionArgs {
+    /// Analysis systems, comma-separated or repeated (default: the server's choice).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub systems: Vec<String>,
+
+    /// Tags, comma-separated or repeated.
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+
+    /// Free-text comment, searchable later.
+    #[arg(long, value_name = "TEXT")]
+    pub comments: Option<String>,
+
+    /// Analysis time in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub analysis_time: Option<u64>,
+
+    /// Let the sample reach the internet.
+    #[arg(long)]
+    pub internet_access: bool,
+
+    /// Cut the sample off from the internet.
+    #[arg(long, conflicts_with = "internet_access")]
+    pub no_internet_access: bool,
+
+    /// Reuse an existing report of the same sample or URL.
+    #[arg(long)]
+    pub report_cache: bool,
+
+    /// Password of the submitted archive (server default: infected).
+    #[arg(long, value_name = "PASSWORD")]
+    pub archive_password: Option<String>,
+
+    /// Password of the submitted Office or PDF document.
+    #[arg(long, value_name = "PASSWORD")]
+    pub document_password: Option<String>,
+
+    /// Encrypt every report of the analysis with this password.
+    #[arg(long, value_name = "PASSWORD")]
+    pub encrypt_with_password: Option<String>,
+
+    /// Browser for URL analyses.
+    #[arg(long, value_name = "NAME")]
+    pub browser: Option<String>,
+
+    /// Delete the analysis after this many days (Cloud only).
+    #[arg(long, value_name = "DAYS")]
+    pub delete_after_days: Option<u64>,
+
+    /// Any submission parameter as NAME=VALUE; repeatable. Known names are checked by type,
+    /// unknown ones are sent as they are.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+impl SubmissionArgs {
+    /// Builds the typed parameters; a bad value is a usage error naming the parameter.
+    pub fn to_params(&self) -> Result<SubmissionParams, CliError> {
+        let mut params = SubmissionParams::new();
+        params.systems = self
+            .systems
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        params.tags = self
+            .tags
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        let texts = [
+            ("comments", &self.comments),
+            ("archive-password", &self.archive_password),
+            ("document-password", &self.document_password),
+            ("encrypt-with-password", &self.encrypt_with_password),
+            ("browser", &self.browser),
+        ];
+        for (name, value) in texts {
+            if let Some(value) = value {
+                params.set(name, value)?;
+            }
+        }
+        let numbers = [
+            ("analysis-time", self.analysis_time),
+            ("delete-after-days", self.delete_after_days),
+        ];
+        for (name, value) in numbers {
+            if let Some(value) = value {
+                params.set(name, &value.to_string())?;
+            }
+        }
+        if self.internet_access {
+            params.set_bool("internet-access", true)?;
+        }
+        if self.no_internet_access {
+            params.set_bool("internet-access", false)?;
+        }
+        if self.report_cache {
+            params.set_bool("report-cache", true)?;
+        }
+        // Last, so that an explicit `--param` can refine what a flag set.
+        for assignment in &self.params {
+            params
+                .set_assignment(assignment)
+                .map_err(|e| CliError::Usage(format!("--param {assignment}: {e}")))?;
+        }
+        Ok(params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ParamValue;
+
+    #[test]
+    fn flags_and_params_become_typed_submission_parameters() {
+        let args = SubmissionArgs {
+            systems: vec!["w10x64".into(), "w7".into()],
+            analysis_time: Some(60),
+            no_internet_access: true,
+            params: vec!["ssl-inspection=yes".into(), "brand-new=x".into()],
+            ..Default::default()
+        };
+        let params = args.to_params().unwrap();
+        assert_eq!(params.systems, vec!["w10x64", "w7"]);
+        assert_eq!(params.get("analysis-time"), Some(&ParamValue::Int(60)));
+        assert_eq!(
+            params.get("internet-access"),
+            Some(&ParamValue::Bool(false))
+        );
+        assert_eq!(params.get("ssl-inspection"), Some(&ParamValue::Bool(true)));
+        assert!(
+            params
+                .to_form()
+                .contains(&("brand-new".to_owned(), "x".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_bad_param_value_is_a_usage_error_naming_the_parameter() {
+        let args = SubmissionArgs {
+            params: vec!["analysis-time=soon".into()],
+            ..Default::default()
+        };
+        match args.to_params() {
+            Err(CliError::Usage(message)) => assert!(message.contains("analysis-time")),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! `jbxd analysis search`: free text or structured filters. `--xpath` is parsed but answered
+//! with "not available" until the local report index exists.
+
+use clap::{ArgGroup, Args};
+
+use crate::api::SearchQuery;
+use crate::cli::output::{print_json, verdict_table};
+use crate::cli::{CliError, Context, Outcome};
+
+use super::single_failure;
+
+/// Structured filters, one flag per `analysis/search` parameter.
+const FILTER_ARGS: &[&str] = &[
+    "md5",
+    "sha1",
+    "sha256",
+    "filename",
+    "url",
+    "tag",
+    "comments",
+    "ioc_url",
+    "ioc_dropped_file",
+    "detection",
+    "threatname",
+    "before_date",
+    "after_date",
+    "ioc_domain",
+    "ioc_public_ip",
+];
+
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "jbxd analysis search (--query TEXT | --xpath EXPR | FILTER...) [OPTIONS]"
+)]
+#[command(group(
+    ArgGroup::new("what")
+        .required(true)
+        .multiple(true)
+        .args(["query", "xpath"])
+        .args(FILTER_ARGS)
+))]
+pub struct SearchArgs {
+    /// Free text matched against hashes, file names, URLs, comments and ids.
+    #[arg(long, short = 'q', value_name = "TEXT", conflicts_with_all = FILTER_ARGS)]
+    pub query: Option<String>,
+
+    /// XPath over the stored reports (needs the local report index).
+    #[arg(long, value_name = "EXPR", conflicts_with = "query", conflicts_with_all = FILTER_ARGS)]
+    pub xpath: Option<String>,
+
+    /// Exact MD5 of the sample.
+    #[arg(long, value_name = "HASH", help_heading = "Filters (ANDed)")]
+    pub md5: Option<String>,
+    /// Exact SHA-1 of the sample.
+    #[arg(long, value_name = "HASH", help_heading = "Filters (ANDed)")]
+    pub sha1: Option<String>,
+    /// Exact SHA-256 of the sample.
+    #[arg(long, value_name = "HASH", help_heading = "Filters (ANDed)")]
+    pub sha256: Option<String>,
+    /// Substring of the file name.
+    #[arg(long, value_name = "TEXT", help_heading = "Filters (ANDed)")]
+    pub filename: Option<String>,
+    /// Substring of the analysed URL.
+    #[arg(long, value_name = "TEXT", help_heading = "Filters (ANDed)")]
+    pub url: Option<String>,
+    /// Substring of a tag.
+    #[arg(long, value_name = "TAG", help_heading = "Filters (ANDed)")]
+    pub tag: Option<String>,
+    /// Substring of the comments.
+    #[arg(long, value_name = "TEXT", help_heading = "Filters (ANDed)")]
+    pub comments: Option<String>,
+    /// Substring of a contacted URL.
+    #[arg(long, value_name = "TEXT", help_heading = "Filters (ANDed)")]
+    pub ioc_url: Option<String>,
+    /// Substring of a dropped file's name.
+    #[arg(long, value_name = "TEXT", help_heading = "Filters (ANDed)")]
+    pub ioc_dropped_file: Option<String>,
+    /// The verdict.
+    #[arg(long, value_name = "VERDICT", help_heading = "Filters (ANDed)",
+          value_parser = ["clean", "suspicious", "malicious", "unknown"])]
+    pub detection: Option<String>,
+    /// Exact threat name.
+    #[arg(long, value_name = "NAME", help_heading = "Filters (ANDed)")]
+    pub threatname: Option<String>,
+    /// Analyses before this date (YYYY-MM-DD, exclusive).
+    #[arg(long, value_name = "DATE", help_heading = "Filters (ANDed)")]
+    pub before_date: Option<String>,
+    /// Analyses after this date (YYYY-MM-DD, exclusive).
+    #[arg(long, value_name = "DATE", help_heading = "Filters (ANDed)")]
+    pub after_date: Option<String>,
+    /// Contacted domain (exact).
+    #[arg(long, value_name = "DOMAIN", help_heading = "Filters (ANDed)")]
+    pub ioc_domain: Option<String>,
+    /// Contacted public IP (exact).
+    #[arg(long, value_name = "IP", help_heading = "Filters (ANDed)")]
+    pub ioc_public_ip: Option<String>,
+}
+
+impl SearchArgs {
+    /// The query to send; clap has already made sure there is exactly one kind of query.
+    fn to_query(&self) -> SearchQuery {
+        if let Some(text) = &self.query {
+            return SearchQuery::Text(text.clone());
+        }
+        let filters = [
+            ("md5", &self.md5),
+            ("sha1", &self.sha1),
+            ("sha256", &self.sha256),
+            ("filename", &self.filename),
+            ("url", &self.url),
+            ("tag", &self.tag),
+            ("comments", &self.comments),
+            ("ioc-url", &self.ioc_url),
+            ("ioc-dropped-file", &self.ioc_dropped_file),
+            ("detection", &self.detection),
+            ("threatname", &self.threatname),
+            ("before-date", &self.before_date),
+            ("after-date", &self.after_date),
+            ("ioc-domain", &self.ioc_domain),
+            ("ioc-public-ip", &self.ioc_public_ip),
+        ];
+        SearchQuery::Filters(
+            filters
+                .into_iter()
+                .filter_map(|(name, value)| value.clone().map(|v| (name.to_owned(), v)))
+                .collect(),
+        )
+    }
+}
+
+pub async fn run(context: &Context, args: SearchArgs) -> Result<Outcome, CliError> {
+    if args.xpath.is_some() {
+        // Checked before connecting: the answer does not depend on the server.
+        return Err(CliError::Failed(anyhow::anyhow!(
+            "XPath search is not available yet: it runs over the local report index, which \
+             the jbxd daemon maintains (not part of this build); use --query or the \
+             structured filters (--sha256, --detection, ...) instead"
+        )));
+    }
+    let client = context.client()?;
+    match client.analysis_search(&args.to_query()).await {
+        Ok(hits) => {
+            if context.json {
+                print_json(&hits)?;
+            } else if hits.is_empty() {
+                eprintln!("no analyses found");
+            } else {
+                println!("{}", verdict_table(&hits));
+            }
+            Ok(Outcome::success())
+        }
+        Err(error) => Ok(single_failure("Search", &error)),
+    }
+}

@@ -1,0 +1,41 @@
+//! Command-level failures and their exit codes.
+
+use std::process::ExitCode;
+
+use super::connection::ConfigError;
+
+/// Why a command could not do its job as a whole (per-item failures are counted in an
+/// [`Outcome`](super::Outcome) instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Arguments that clap accepted but that are still unusable (e.g. a bad `--param`).
+    #[error("{0}")]
+    Usage(String),
+    /// Connection settings that cannot work; nothing was sent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else that ended the command.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// sysexits' EX_CONFIG, which service managers and scripts know as "fix the configuration".
+pub const EXIT_CONFIG: u8 = 78;
+/// clap's own exit code for usage errors.
+pub const EXIT_USAGE: u8 = 2;
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Usage(_) => ExitCode::from(EXIT_USAGE),
+            Self::Config(_) => ExitCode::from(EXIT_CONFIG),
+            Self::Failed(_) => ExitCode::FAILURE,
+        }
+    }
+}
+
+impl From<crate::api::ParamError> for CliError {
+    fn from(error: crate::api::ParamError) -> Self {
+        Self::Usage(error.to_string())
+    }
+}
