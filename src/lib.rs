@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of this crate.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;

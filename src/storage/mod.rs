@@ -3,11 +3,14 @@
 //! * [`AtomicFile`]: write to a temporary name in the target directory, fsync, rename into
 //!   place, fsync the directory — a reader never sees a half-written file, and a crash leaves
 //!   only a temporary file that is recognisable by its name.
+//! * [`Store`]: the daemon's tree under `data_dir` (quarantined samples, reports).
 //! * [`safe_file_name`]: turns a server-provided or user-provided name into one safe path
 //!   component, so that no name from outside can point outside the output directory.
 
 mod atomic;
 mod names;
+mod store;
 
 pub use atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
+pub use store::{StagedSample, Store};

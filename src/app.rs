@@ -1,0 +1,232 @@
+//! [`App`]: the handle every worker and command shares (configuration, database, API client,
+//! storage, wake-ups, the global pause and worker heartbeats). Cheap to clone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::api::JoeClient;
+use crate::config::Config;
+use crate::db::{self, Db, DbError};
+use crate::storage::Store;
+
+/// Why the daemon stopped consuming work. Pauses consume no item attempts and are lifted by
+/// the health check once the cause is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// Joe Sandbox is in maintenance (`server/online` false, or code 5): all API traffic waits.
+    Maintenance,
+    /// The API key was refused (code 4 / HTTP 403): all API traffic waits.
+    InvalidApiKey,
+    /// The cloud refused a submission without accepted terms: submissions wait.
+    TermsNotAccepted,
+    /// The account's submission quota is used up: submissions wait, polls and downloads go on.
+    QuotaExceeded,
+    /// Too little free disk in `data_dir`: intake and downloads wait.
+    DiskLow,
+}
+
+impl PauseReason {
+    /// Whether this pause stops every API call (else only submissions, or local work).
+    pub fn stops_all_api_calls(self) -> bool {
+        matches!(self, Self::Maintenance | Self::InvalidApiKey)
+    }
+
+    pub fn stops_submissions(self) -> bool {
+        !matches!(self, Self::DiskLow)
+    }
+
+    pub fn stops_local_writes(self) -> bool {
+        matches!(self, Self::DiskLow)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Maintenance => "Joe Sandbox is offline for maintenance",
+            Self::InvalidApiKey => "Joe Sandbox rejected the API key (InvalidApiKey)",
+            Self::TermsNotAccepted => {
+                "the cloud requires accepting the terms and conditions (api.accept_tac = true)"
+            }
+            Self::QuotaExceeded => "the account's submission quota is used up",
+            Self::DiskLow => "free disk space in data_dir is below health.min_free_disk_mb",
+        }
+    }
+}
+
+/// One active pause, as stored in `daemon_state` (key `pause:<reason>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: PauseReason,
+    pub detail: String,
+    pub since: String,
+}
+
+/// Wake-ups: a worker waits on its `Notify` or its timer, whichever comes first. They carry
+/// nothing; SQLite holds the work.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    pub scan: Notify,
+    pub urls: Notify,
+    pub submit: Notify,
+    pub poll: Notify,
+    pub download: Notify,
+}
+
+/// The last time (unix ms) each worker finished a loop iteration; the watchdog pings systemd
+/// only while every critical worker shows progress.
+#[derive(Debug, Default)]
+pub struct Heartbeats {
+    beats: Mutex<HashMap<&'static str, Arc<AtomicI64>>>,
+}
+
+impl Heartbeats {
+    pub fn beat(&self, worker: &'static str) {
+        let cell = {
+            let mut beats = self.beats.lock().expect("heartbeat lock");
+            beats.entry(worker).or_default().clone()
+        };
+        cell.store(db::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Every worker's last beat.
+    pub fn snapshot(&self) -> Vec<(&'static str, i64)> {
+        let beats = self.beats.lock().expect("heartbeat lock");
+        let mut out: Vec<_> = beats
+            .iter()
+            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// It handled this many units of work; call again soon.
+    Worked(usize),
+    /// Nothing was due.
+    Idle,
+    /// A pause is in force; nothing was attempted.
+    Paused,
+}
+
+/// The shared handle.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub client: JoeClient,
+    pub store: Store,
+    pub wake: Arc<Wakers>,
+    pub heartbeats: Arc<Heartbeats>,
+}
+
+impl App {
+    pub fn new(config: Config, db: Db, client: JoeClient) -> Self {
+        let store = Store::new(&config.data_dir);
+        Self {
+            config: Arc::new(config),
+            db,
+            client,
+            store,
+            wake: Arc::new(Wakers::default()),
+            heartbeats: Arc::new(Heartbeats::default()),
+        }
+    }
+
+    fn pause_key(reason: PauseReason) -> String {
+        format!(
+            "pause:{}",
+            serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Puts a pause in force (idempotent: the first `since` is kept).
+    pub async fn pause(&self, reason: PauseReason, detail: &str) -> Result<(), DbError> {
+        let key = Self::pause_key(reason);
+        if db::health::get_state(&self.db, &key).await?.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(reason = reason.describe(), detail, "pausing");
+        let pause = Pause {
+            reason,
+            detail: detail.to_owned(),
+            since: db::now_text(),
+        };
+        let value = serde_json::to_string(&pause).expect("pause serialises");
+        db::health::set_state(&self.db, &key, &value).await
+    }
+
+    /// Lifts a pause; wakes every worker.
+    pub async fn resume(&self, reason: PauseReason) -> Result<(), DbError> {
+        let key = Self::pause_key(reason);
+        if db::health::get_state(&self.db, &key).await?.is_some() {
+            tracing::info!(reason = reason.describe(), "resuming");
+            db::health::clear_state(&self.db, &key).await?;
+            self.wake_all();
+        }
+        Ok(())
+    }
+
+    /// Every pause in force.
+    pub async fn pauses(&self) -> Result<Vec<Pause>, DbError> {
+        let mut out = Vec::new();
+        for reason in [
+            PauseReason::Maintenance,
+            PauseReason::InvalidApiKey,
+            PauseReason::TermsNotAccepted,
+            PauseReason::QuotaExceeded,
+            PauseReason::DiskLow,
+        ] {
+            if let Some(value) = db::health::get_state(&self.db, &Self::pause_key(reason)).await?
+                && let Ok(pause) = serde_json::from_str(&value)
+            {
+                out.push(pause);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether submissions may be sent now.
+    pub async fn may_submit(&self) -> Result<bool, DbError> {
+        Ok(!self
+            .pauses()
+            .await?
+            .iter()
+            .any(|p| p.reason.stops_submissions()))
+    }
+
+    /// Whether read-only API calls (polls, downloads) may be made now.
+    pub async fn may_call_api(&self) -> Result<bool, DbError> {
+        Ok(!self
+            .pauses()
+            .await?
+            .iter()
+            .any(|p| p.reason.stops_all_api_calls()))
+    }
+
+    /// Whether local writes (staging samples, storing reports) may proceed.
+    pub async fn may_write_locally(&self) -> Result<bool, DbError> {
+        Ok(!self
+            .pauses()
+            .await?
+            .iter()
+            .any(|p| p.reason.stops_local_writes()))
+    }
+
+    pub fn wake_all(&self) {
+        self.wake.scan.notify_one();
+        self.wake.urls.notify_one();
+        self.wake.submit.notify_one();
+        self.wake.poll.notify_one();
+        self.wake.download.notify_one();
+    }
+}

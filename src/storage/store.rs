@@ -1,0 +1,265 @@
+//! The daemon's storage tree under `data_dir`:
+//!
+//! ```text
+//! data_dir/
+//!   jbxd.db                      the database (owned by `db`)
+//!   quarantine/incoming/         samples being copied in (temporary names)
+//!   quarantine/samples/<sha256>  samples, content-addressed, mode 0400
+//!   reports/<webid>/<file>       downloaded reports
+//! ```
+//!
+//! Directories are 0700. Every file appears by rename after fsync; paths stored in the database
+//! are relative to `data_dir`.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
+use super::names::safe_file_name;
+
+const INCOMING: &str = "quarantine/incoming";
+const SAMPLES: &str = "quarantine/samples";
+const REPORTS: &str = "reports";
+
+/// A sample copied into quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedSample {
+    pub sha256: String,
+    pub md5: String,
+    pub sha1: String,
+    pub size: u64,
+    /// `quarantine/samples/<sha256>`, relative to `data_dir`.
+    pub rel_path: String,
+}
+
+/// The storage tree of one `data_dir`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Absolute path of a stored file from its database path.
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Creates the tree (0700 directories).
+    pub fn prepare(&self) -> io::Result<()> {
+        for dir in ["", INCOMING, SAMPLES, REPORTS] {
+            let path = self.root.join(dir);
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `source` (already opened without following links) into quarantine while hashing
+    /// it, fsyncs, and renames it to `quarantine/samples/<sha256>` (mode 0400). A sample that is
+    /// already stored is not stored twice. When `sync_dir` is false the caller must call
+    /// [`Store::sync_samples_dir`] before recording the sample (batched intake does this once
+    /// per batch). Blocking: run it on a blocking thread.
+    pub fn stage_sample(&self, source: &mut fs::File, sync_dir: bool) -> io::Result<StagedSample> {
+        let incoming = self.root.join(INCOMING);
+        let temp = incoming.join(format!(
+            "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
+            fastrand::u64(..)
+        ));
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
+        let result = (|| {
+            let mut sha256 = Sha256::new();
+            let mut md5 = Md5::new();
+            let mut sha1 = Sha1::new();
+            let mut size = 0u64;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = source.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                sha256.update(&buf[..n]);
+                md5.update(&buf[..n]);
+                sha1.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                size += n as u64;
+            }
+            out.sync_all()?;
+            fs::set_permissions(&temp, fs::Permissions::from_mode(0o400))?;
+            let sha256 = hex::encode(sha256.finalize());
+            let rel_path = format!("{SAMPLES}/{sha256}");
+            let target = self.root.join(&rel_path);
+            if target.exists() {
+                fs::remove_file(&temp)?;
+            } else {
+                fs::rename(&temp, &target)?;
+                if sync_dir {
+                    self.sync_samples_dir()?;
+                }
+            }
+            Ok(StagedSample {
+                sha256,
+                md5: hex::encode(md5.finalize()),
+                sha1: hex::encode(sha1.finalize()),
+                size,
+                rel_path,
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Makes the renames into `quarantine/samples` durable.
+    pub fn sync_samples_dir(&self) -> io::Result<()> {
+        fs::File::open(self.root.join(SAMPLES))?.sync_all()
+    }
+
+    /// Starts writing a report of analysis `webid` under the (already safe) `file_name`;
+    /// returns the atomic file and the path to record.
+    pub async fn create_report(
+        &self,
+        webid: &str,
+        file_name: &str,
+        mode: u32,
+    ) -> io::Result<(AtomicFile, String)> {
+        let webid_dir = safe_file_name(webid).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("webid {webid:?} is not usable as a directory name"),
+            )
+        })?;
+        let rel_dir = format!("{REPORTS}/{webid_dir}");
+        let dir = self.root.join(&rel_dir);
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .await?;
+        let file = AtomicFile::create(&dir, file_name, mode).await?;
+        Ok((file, format!("{rel_dir}/{file_name}")))
+    }
+
+    /// Start-up recovery: removes temporary files left by a crash (partial copies and
+    /// downloads). Returns how many were removed.
+    pub fn remove_temporaries(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.join(INCOMING)];
+        if let Ok(entries) = fs::read_dir(self.root.join(REPORTS)) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+                    fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether a stored file is intact: present, of the recorded size and sha256, and without
+    /// any exec bit.
+    pub fn verify(&self, rel: &str, size: u64, sha256: &str) -> io::Result<bool> {
+        let path = self.root.join(rel);
+        let meta = fs::symlink_metadata(&path)?;
+        if !meta.is_file() || meta.len() != size || meta.permissions().mode() & 0o111 != 0 {
+            return Ok(false);
+        }
+        let mut hasher = Sha256::new();
+        let mut file = fs::File::open(&path)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()) == sha256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_sample_is_content_addressed_read_only_and_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.prepare().unwrap();
+        let src = dir.path().join("in.bin");
+        fs::write(&src, b"hello").unwrap();
+        let a = store
+            .stage_sample(&mut fs::File::open(&src).unwrap(), true)
+            .unwrap();
+        let b = store
+            .stage_sample(&mut fs::File::open(&src).unwrap(), true)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            a.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(a.md5, "5d41402abc4b2a76b9719d911017c592");
+        let path = store.abs(&a.rel_path);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(store.verify(&a.rel_path, 5, &a.sha256).unwrap());
+        assert_eq!(
+            fs::read_dir(dir.path().join(INCOMING)).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn reports_land_under_their_webid_and_temporaries_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.prepare().unwrap();
+        let (mut file, rel) = store.create_report("1234", "html.html", 0o600).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        file.file_mut().write_all(b"<html/>").await.unwrap();
+        file.commit().await.unwrap();
+        assert_eq!(rel, "reports/1234/html.html");
+        // A crash mid-download leaves a temporary file, which recovery removes.
+        let (mut partial, _) = store.create_report("1234", "xml.xml", 0o600).await.unwrap();
+        partial.file_mut().write_all(b"<a").await.unwrap();
+        std::mem::forget(partial);
+        assert_eq!(store.remove_temporaries().unwrap(), 1);
+        assert!(store.abs(&rel).exists());
+        assert!(store.create_report("../x", "a", 0o600).await.is_ok_and(|(_, r)| r == "reports/x/a"));
+    }
+}
