@@ -7,5 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod index;
 pub mod simulator;
 pub mod storage;

@@ -1,0 +1,6 @@
+//! Queries over the local report index: the analyses recorded in SQLite and the report files
+//! stored beside them. Read-only.
+
+pub mod xpath;
+
+pub use xpath::{XPathError, XPathMatch, compile_check, search_reports};
