@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 
 mod load;
 
-// pub use load::{ConfigError, LoadOptions, load};
+pub use load::{
+    CREDENTIAL_NAME, ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, KeySource, LoadOptions, Loaded,
+    LoadedWithKey, client_settings, load, load_config, redacted_toml, resolve_api_key,
+    validate_schedule,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
