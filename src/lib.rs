@@ -10,3 +10,4 @@ pub mod db;
 pub mod index;
 pub mod simulator;
 pub mod storage;
+pub mod testing;
