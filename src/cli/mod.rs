@@ -69,6 +69,11 @@ pub enum Command {
     /// Analyses: list, show, search, download reports and samples, delete.
     #[command(subcommand)]
     Analysis(commands::analysis::AnalysisCommand),
+    /// Run the Joe Sandbox API simulator until Ctrl-C or SIGTERM.
+    Simulate(commands::simulate::SimulateArgs),
+    /// Start a simulator, submit a few samples and URLs to it, wait for the verdicts and
+    /// download their reports: a self-contained tour that runs offline in seconds.
+    Demo(commands::demo::DemoArgs),
 }
 
 /// Shared state of one command invocation.
@@ -144,6 +149,8 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Account(command) => commands::account::run(context, command).await,
         Command::Submission(command) => commands::submission::run(context, command).await,
         Command::Analysis(command) => commands::analysis::run(context, command).await,
+        Command::Simulate(args) => commands::simulate::run(args).await,
+        Command::Demo(args) => commands::demo::run(context, args).await,
     }
 }
 

@@ -2,9 +2,11 @@
 
 pub mod account;
 pub mod analysis;
+pub mod demo;
 pub mod download;
 pub mod search;
 pub mod server;
+pub mod simulate;
 pub mod submission;
 pub mod submit;
 pub mod test_connection;
