@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod index;
+pub mod intake;
 pub mod simulator;
 pub mod storage;
 pub mod testing;

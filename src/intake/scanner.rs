@@ -1,0 +1,772 @@
+//! The drop-folder scanner (reliability.md §2.6). The directory listing is the truth; the
+//! watcher only makes the next scan come sooner.
+//!
+//! For each direct entry of `drop_dir`:
+//! * temp names (`.*`, `*.part`, `*.tmp`, `*.crdownload`, `~*`) are skipped: they wait for
+//!   their rename;
+//! * subdirectories are ignored (one INFO each), never recursed; `rejected/` is ours;
+//! * symlinks, FIFOs, sockets and devices are rejected from `lstat` without being opened;
+//! * a regular file becomes a candidate and is taken once its size, mtime and ctime stayed the
+//!   same for the settle period (or its mtime and ctime are already older than that). It is
+//!   opened with `O_NOFOLLOW|O_NONBLOCK`, checked with `fstat` (one link, not empty, not too
+//!   large), copied into quarantine through that descriptor while hashing, re-`fstat`ed (a
+//!   change during the copy starts it over), recorded in a group commit, and only then
+//!   unlinked from the folder.
+//!
+//! Crash safety needs no "discovered" state: a crash before the insert leaves the source in
+//! place and it is staged again (content-addressed, so no second copy); a crash after the
+//! insert but before the unlink is recognised on the rescan by the source's identity
+//! (dev, ino, size, mtime) and the source is just removed.
+//!
+//! A rejected entry is recorded (`rejected`, with its reason and exact name bytes) and renamed
+//! into `<drop_dir>/rejected/<unix-ms>-<name>`: never retried, never silently deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::{escape_name, floor};
+use crate::app::{App, StepOutcome};
+use crate::db::{self, NewFile};
+
+/// jbxd's own subfolder of the drop folder, for entries moved aside.
+pub const REJECTED_DIR: &str = "rejected";
+
+/// Files recorded per transaction.
+pub const BATCH: usize = 100;
+
+const WORKER: &str = "scanner";
+
+/// Why a drop-folder entry was refused. `Display` is the reason stored in `items.error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("symlink")]
+    Symlink,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("hard-linked file")]
+    HardLinked,
+    #[error("empty file")]
+    Empty,
+    #[error("too large ({size} bytes > {limit})")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("permission denied")]
+    PermissionDenied,
+}
+
+/// Whether a name is a temporary one that waits for its rename (browsers, rsync, Office,
+/// Syncthing and most downloaders write under such names).
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(b".")
+        || name.starts_with(b"~")
+        || name.ends_with(b".part")
+        || name.ends_with(b".tmp")
+        || name.ends_with(b".crdownload")
+}
+
+/// What `lstat`/`fstat` say about a file, for the stability rule and for recognising it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl Stamp {
+    fn of(m: &Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
+        }
+    }
+
+    /// Neither data nor metadata changed for at least `settle` (going by the timestamps).
+    fn quiet_for(&self, settle: Duration) -> bool {
+        let now_ns = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let last = self.mtime_ns.max(self.ctime_ns);
+        now_ns.saturating_sub(last) >= settle.as_nanos() as i64
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    stamp: Stamp,
+    stable_since: Instant,
+    /// Whether the timestamps alone already proved it settled when first seen.
+    quiet: bool,
+}
+
+type Hook = Arc<dyn Fn(&Path) + Send + Sync>;
+
+/// What the scanner remembers between scans: candidates still settling, unreadable files
+/// waiting out their grace period, directories already reported.
+#[derive(Default)]
+pub struct ScanState {
+    candidates: HashMap<OsString, Candidate>,
+    unreadable: HashMap<OsString, Instant>,
+    dirs_reported: HashSet<(u64, u64)>,
+    /// Rejected entries that could not be moved aside: recorded once, not again.
+    stuck: HashSet<(OsString, u64, u64)>,
+    after_copy_hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for ScanState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanState")
+            .field("candidates", &self.candidates.len())
+            .field("unreadable", &self.unreadable.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScanState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Files seen but not yet settled.
+    pub fn pending(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// How long until the earliest pending candidate may have settled (`None`: nothing waits).
+    pub fn next_due(&self, settle: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        self.candidates
+            .values()
+            .map(|c| (c.stable_since + settle).saturating_duration_since(now))
+            .min()
+    }
+
+    /// Test hook: called on the copying thread after a file was copied into quarantine and
+    /// before its source is checked again (so a test can modify the source mid-take).
+    #[doc(hidden)]
+    pub fn set_after_copy_hook(&mut self, hook: impl Fn(&Path) + Send + Sync + 'static) {
+        self.after_copy_hook = Some(Arc::new(hook));
+    }
+}
+
+/// Scans at start, every `intake.scan_interval_secs`, when a pending candidate is due, and when
+/// `app.wake.scan` fires, until cancelled. Errors (drop folder missing, disk trouble) are
+/// logged once per distinct message and retried; they never end the loop.
+pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
+    let interval = floor(Duration::from_secs(app.config.intake.scan_interval_secs));
+    let settle = settle_period(&app);
+    let mut state = ScanState::new();
+    let mut last_error: Option<String> = None;
+    let mut backoff = Duration::ZERO;
+    loop {
+        app.heartbeats.beat(WORKER);
+        let mut delay = interval;
+        match scan(&app, &mut state, Some(&cancel)).await {
+            Ok(_) => {
+                if last_error.take().is_some() {
+                    tracing::info!(drop_dir = %app.config.drop_dir.display(), "drop folder scans work again");
+                }
+                backoff = Duration::ZERO;
+                if let Some(due) = state.next_due(settle) {
+                    delay = delay.min(floor(due));
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                if last_error.as_deref() != Some(message.as_str()) {
+                    tracing::error!(error = %message, "drop folder scan failed; retrying");
+                    last_error = Some(message);
+                }
+                backoff = (backoff * 2)
+                    .clamp(Duration::from_secs(1), interval.max(Duration::from_secs(1)));
+                delay = backoff;
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = app.wake.scan.notified() => {
+                // Events come in bursts (one per write): let a burst pass so it costs one scan.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(super::MIN_DELAY) => {}
+                }
+            }
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One full scan of the drop folder.
+pub async fn run_once(app: &App, state: &mut ScanState) -> anyhow::Result<StepOutcome> {
+    scan(app, state, None).await
+}
+
+fn settle_period(app: &App) -> Duration {
+    floor(Duration::from_millis(app.config.intake.settle_ms))
+}
+
+/// A staged file waiting for the batch's commit.
+struct Taken {
+    file: NewFile,
+    path: PathBuf,
+    stamp: Stamp,
+}
+
+async fn scan(
+    app: &App,
+    state: &mut ScanState,
+    cancel: Option<&CancellationToken>,
+) -> anyhow::Result<StepOutcome> {
+    if !app.may_write_locally().await? {
+        return Ok(StepOutcome::Paused);
+    }
+    let drop_dir = app.config.drop_dir.clone();
+    check_drop_dir(&drop_dir)?;
+    let mut entries = tokio::fs::read_dir(&drop_dir)
+        .await
+        .with_context(|| format!("cannot list the drop folder {}", drop_dir.display()))?;
+    let mut seen = HashSet::new();
+    let mut batch = Vec::new();
+    let mut worked = 0;
+    loop {
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            break;
+        }
+        let entry = match entries.next_entry().await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(e) => {
+                // Flush what was staged: it is complete and its sources are still in place.
+                flush(app, &mut batch).await?;
+                return Err(e).context("cannot list the drop folder");
+            }
+        };
+        let name = entry.file_name();
+        if is_temp_name(name.as_bytes()) {
+            continue;
+        }
+        seen.insert(name.clone());
+        worked += examine(app, state, &drop_dir, name, &mut batch).await?;
+        if batch.len() >= BATCH {
+            flush(app, &mut batch).await?;
+            app.heartbeats.beat(WORKER);
+        }
+    }
+    flush(app, &mut batch).await?;
+    // Forget what is gone (taken, renamed away, deleted by its writer).
+    state.candidates.retain(|name, _| seen.contains(name));
+    state.unreadable.retain(|name, _| seen.contains(name));
+    state.stuck.retain(|(name, _, _)| seen.contains(name));
+    Ok(if worked > 0 {
+        StepOutcome::Worked(worked)
+    } else {
+        StepOutcome::Idle
+    })
+}
+
+/// The drop folder must be a real directory: a symlink in its place is refused rather than
+/// followed (catalog 56).
+fn check_drop_dir(path: &Path) -> anyhow::Result<()> {
+    let meta = fs::symlink_metadata(path)
+        .with_context(|| format!("the drop folder {} is not accessible", path.display()))?;
+    if meta.file_type().is_symlink() {
+        anyhow::bail!(
+            "the drop folder {} is a symlink; refusing to follow it (set drop_dir to the real \
+             directory)",
+            path.display()
+        );
+    }
+    if !meta.is_dir() {
+        anyhow::bail!("the drop folder {} is not a directory", path.display());
+    }
+    Ok(())
+}
+
+/// Looks at one entry; returns how many entries it finished (taken into the batch, rejected,
+/// or recognised as already recorded).
+async fn examine(
+    app: &App,
+    state: &mut ScanState,
+    drop_dir: &Path,
+    name: OsString,
+    batch: &mut Vec<Taken>,
+) -> anyhow::Result<usize> {
+    let path = drop_dir.join(&name);
+    let shown = escape_name(name.as_bytes());
+    let meta = match tokio::fs::symlink_metadata(&path).await {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::debug!(name = %shown, "vanished before it could be examined");
+            state.candidates.remove(&name);
+            return Ok(0);
+        }
+        Err(e) => {
+            tracing::warn!(name = %shown, error = %e, "cannot stat drop folder entry");
+            return Ok(0);
+        }
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        let ours = name == OsStr::new(REJECTED_DIR);
+        if !ours && state.dirs_reported.insert((meta.dev(), meta.ino())) {
+            tracing::info!(name = %shown, "subdirectory in the drop folder ignored (not recursed)");
+        }
+        return Ok(0);
+    }
+    if state
+        .stuck
+        .contains(&(name.clone(), meta.dev(), meta.ino()))
+    {
+        return Ok(0);
+    }
+    if kind.is_symlink() {
+        return reject(app, state, drop_dir, &name, &meta, None, Rejection::Symlink).await;
+    }
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "fifo"
+        } else if kind.is_socket() {
+            "socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "device"
+        } else {
+            "other"
+        };
+        tracing::debug!(name = %shown, kind = what, "not a regular file; not opened");
+        return reject(
+            app,
+            state,
+            drop_dir,
+            &name,
+            &meta,
+            None,
+            Rejection::NotRegular,
+        )
+        .await;
+    }
+
+    // The stability rule: same size, mtime and ctime over the settle period.
+    let settle = settle_period(app);
+    let stamp = Stamp::of(&meta);
+    let now = Instant::now();
+    let settled = match state.candidates.get(&name) {
+        Some(c) if c.stamp == stamp => c.quiet || now.duration_since(c.stable_since) >= settle,
+        _ => {
+            let quiet = stamp.quiet_for(settle);
+            if !quiet {
+                tracing::debug!(name = %shown, size = stamp.size, "candidate; waiting for it to settle");
+            }
+            state.candidates.insert(
+                name.clone(),
+                Candidate {
+                    stamp,
+                    stable_since: now,
+                    quiet,
+                },
+            );
+            quiet
+        }
+    };
+    if !settled {
+        return Ok(0);
+    }
+    take(app, state, drop_dir, &name, &meta, batch).await
+}
+
+/// Opens, checks and stages one settled regular file.
+async fn take(
+    app: &App,
+    state: &mut ScanState,
+    drop_dir: &Path,
+    name: &OsString,
+    lmeta: &Metadata,
+    batch: &mut Vec<Taken>,
+) -> anyhow::Result<usize> {
+    let path = drop_dir.join(name);
+    let shown = escape_name(name.as_bytes());
+    let opened = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || open_source(&path)).await?
+    };
+    let (file, fmeta) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            return match e.raw_os_error() {
+                // It became a symlink between lstat and open: O_NOFOLLOW refused it.
+                Some(libc::ELOOP) => {
+                    reject(app, state, drop_dir, name, lmeta, None, Rejection::Symlink).await
+                }
+                Some(libc::ENOENT) => {
+                    tracing::debug!(name = %shown, "vanished before it could be opened");
+                    state.candidates.remove(name);
+                    Ok(0)
+                }
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    unreadable(app, state, drop_dir, name, lmeta).await
+                }
+                _ => {
+                    tracing::warn!(name = %shown, error = %e, "cannot open drop folder file; will retry");
+                    Ok(0)
+                }
+            };
+        }
+    };
+    state.unreadable.remove(name);
+    if (fmeta.dev(), fmeta.ino()) != (lmeta.dev(), lmeta.ino()) {
+        // Replaced between lstat and open: judge the new file on the next scan.
+        state.candidates.remove(name);
+        return Ok(0);
+    }
+    if !fmeta.is_file() {
+        return reject(
+            app,
+            state,
+            drop_dir,
+            name,
+            &fmeta,
+            None,
+            Rejection::NotRegular,
+        )
+        .await;
+    }
+    let size = fmeta.size();
+    if fmeta.nlink() > 1 && !app.config.intake.allow_hardlinks {
+        return reject(
+            app,
+            state,
+            drop_dir,
+            name,
+            &fmeta,
+            Some(size),
+            Rejection::HardLinked,
+        )
+        .await;
+    }
+    if size == 0 {
+        return reject(
+            app,
+            state,
+            drop_dir,
+            name,
+            &fmeta,
+            Some(0),
+            Rejection::Empty,
+        )
+        .await;
+    }
+    let limit = app.config.intake.max_file_size;
+    if size > limit {
+        let why = Rejection::TooLarge { size, limit };
+        return reject(app, state, drop_dir, name, &fmeta, Some(size), why).await;
+    }
+    let before = Stamp::of(&fmeta);
+
+    // Recorded before a crash that came between the insert and the unlink: just remove it.
+    if let Some(item) = db::items::find_by_source_identity(
+        &app.db,
+        before.dev as i64,
+        before.ino as i64,
+        before.size as i64,
+        before.mtime_ns,
+    )
+    .await?
+    {
+        drop(file);
+        state.candidates.remove(name);
+        tracing::info!(item_id = item, name = %shown, "already recorded; removing it from the drop folder");
+        remove_source(&path, &before, &shown).await;
+        return Ok(1);
+    }
+
+    let staged = {
+        let store = app.store.clone();
+        let hook = state.after_copy_hook.clone();
+        let path = path.clone();
+        let mut file = file;
+        tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let staged = store.stage_sample(&mut file, false)?;
+            if let Some(hook) = hook {
+                hook(&path);
+            }
+            let after = file.metadata()?;
+            Ok((staged, after))
+        })
+        .await?
+    };
+    let (staged, after) = staged.with_context(|| format!("cannot copy {shown} into quarantine"))?;
+    let after = Stamp::of(&after);
+    if after != before || staged.size != before.size {
+        // Written to while we copied: the copy may mix old and new bytes. The staged copy stays
+        // (content-addressed; another item may share it) and the file settles again.
+        tracing::info!(name = %shown, "changed while being copied; waiting for it to settle again");
+        state.candidates.insert(
+            name.clone(),
+            Candidate {
+                stamp: after,
+                stable_since: Instant::now(),
+                quiet: false,
+            },
+        );
+        return Ok(0);
+    }
+    state.candidates.remove(name);
+    batch.push(Taken {
+        file: NewFile {
+            name: shown,
+            raw_name: name.as_bytes().to_vec(),
+            sha256: staged.sha256,
+            md5: staged.md5,
+            sha1: staged.sha1,
+            size: staged.size as i64,
+            sample_path: staged.rel_path,
+            dev: before.dev as i64,
+            ino: before.ino as i64,
+            mtime_ns: before.mtime_ns,
+            source: "drop",
+            params: None,
+            force: false,
+        },
+        path,
+        stamp: before,
+    });
+    Ok(1)
+}
+
+fn open_source(path: &Path) -> io::Result<(File, Metadata)> {
+    // O_NOFOLLOW: a symlink swapped in is refused; O_NONBLOCK: a FIFO swapped in cannot hang us.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Makes the batch's samples durable, records them in one transaction, and only then removes
+/// their sources.
+async fn flush(app: &App, batch: &mut Vec<Taken>) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let taken = std::mem::take(batch);
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || store.sync_samples_dir())
+        .await?
+        .context("cannot sync the quarantine directory")?;
+    let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
+    let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;
+    for (t, (id, item_state)) in taken.iter().zip(&recorded) {
+        tracing::info!(item_id = id, name = %t.file.name, sha256 = %t.file.sha256,
+            size = t.file.size, state = item_state.as_str(), "file taken from the drop folder");
+        remove_source(&t.path, &t.stamp, &t.file.name).await;
+    }
+    app.wake.submit.notify_one();
+    Ok(())
+}
+
+/// Unlinks a recorded source, unless the path now holds something else or the file changed
+/// since it was copied (then it stays and is judged as a new candidate: nothing is lost).
+async fn remove_source(path: &Path, stamp: &Stamp, shown: &str) {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(m) if m.file_type().is_file() && Stamp::of(&m) == *stamp => {}
+        Ok(_) => {
+            tracing::info!(name = %shown, "changed after it was recorded; left in place as a new file");
+            return;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(name = %shown, error = %e, "cannot stat a recorded source");
+            return;
+        }
+    }
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(name = %shown, error = %e, "recorded, but cannot remove it from the drop folder");
+    }
+}
+
+/// An unreadable file is retried until `intake.unreadable_grace_secs` have passed since the
+/// first refusal (permissions are often fixed a moment later), then rejected.
+async fn unreadable(
+    app: &App,
+    state: &mut ScanState,
+    drop_dir: &Path,
+    name: &OsString,
+    meta: &Metadata,
+) -> anyhow::Result<usize> {
+    let shown = escape_name(name.as_bytes());
+    let grace = floor(Duration::from_secs(app.config.intake.unreadable_grace_secs));
+    let first = *state.unreadable.entry(name.clone()).or_insert_with(|| {
+        tracing::warn!(name = %shown, grace_secs = grace.as_secs(), "permission denied; will retry");
+        Instant::now()
+    });
+    if first.elapsed() < grace {
+        tracing::debug!(name = %shown, "still unreadable");
+        return Ok(0);
+    }
+    state.unreadable.remove(name);
+    reject(
+        app,
+        state,
+        drop_dir,
+        name,
+        meta,
+        Some(meta.size()),
+        Rejection::PermissionDenied,
+    )
+    .await
+}
+
+/// Records a rejected entry and moves it into `rejected/`.
+async fn reject(
+    app: &App,
+    state: &mut ScanState,
+    drop_dir: &Path,
+    name: &OsString,
+    meta: &Metadata,
+    size: Option<u64>,
+    why: Rejection,
+) -> anyhow::Result<usize> {
+    let shown = escape_name(name.as_bytes());
+    let reason = why.to_string();
+    state.candidates.remove(name);
+    let item = db::items::insert_rejected_file(
+        &app.db,
+        &shown,
+        name.as_bytes(),
+        size.map(|s| s as i64),
+        &reason,
+    )
+    .await?;
+    tracing::warn!(item_id = item, name = %shown, reason = %reason, "rejected: {reason}");
+    let moved = {
+        let drop_dir = drop_dir.to_owned();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || move_aside(&drop_dir, &name)).await?
+    };
+    match moved {
+        Ok(dest) => {
+            tracing::info!(item_id = item, moved_to = %escape_name(dest.as_os_str().as_bytes()),
+                "moved aside");
+        }
+        Err(e) => {
+            tracing::error!(item_id = item, name = %shown, error = %e,
+                "cannot move the rejected entry into {REJECTED_DIR}/; it stays and is not retried");
+            state.stuck.insert((name.clone(), meta.dev(), meta.ino()));
+        }
+    }
+    Ok(1)
+}
+
+/// Renames `drop_dir/name` (the entry itself: a symlink is moved, not its target) to
+/// `drop_dir/rejected/<unix-ms>-<name>`.
+fn move_aside(drop_dir: &Path, name: &OsStr) -> io::Result<PathBuf> {
+    let dir = drop_dir.join(REJECTED_DIR);
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "{REJECTED_DIR} in the drop folder is not a directory"
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let mut ms = db::now_ms();
+    loop {
+        let prefix = format!("{ms}-");
+        // Keep the result within NAME_MAX (255 bytes).
+        let keep = name.len().min(255 - prefix.len());
+        let mut dest_name = prefix.into_bytes();
+        dest_name.extend_from_slice(&name.as_bytes()[..keep]);
+        let dest = dir.join(OsStr::from_bytes(&dest_name));
+        match fs::symlink_metadata(&dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::rename(drop_dir.join(name), &dest)?;
+                return Ok(dest);
+            }
+            Err(e) => return Err(e),
+            Ok(_) => ms += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised() {
+        for temp in [
+            ".x.tmp",
+            ".hidden",
+            "x.part",
+            "x.tmp",
+            "x.crdownload",
+            "~x",
+            "~$x.docx",
+            ".syncthing.x.tmp",
+        ] {
+            assert!(is_temp_name(temp.as_bytes()), "{temp}");
+        }
+        for real in ["x", "x.exe", "part", "x.tmp.exe", "a~b", "-rf", "tmp"] {
+            assert!(!is_temp_name(real.as_bytes()), "{real}");
+        }
+    }
+
+    #[test]
+    fn rejection_reasons_read_as_documented() {
+        assert_eq!(Rejection::Symlink.to_string(), "symlink");
+        assert_eq!(Rejection::NotRegular.to_string(), "not a regular file");
+        assert_eq!(Rejection::HardLinked.to_string(), "hard-linked file");
+        assert_eq!(Rejection::Empty.to_string(), "empty file");
+        assert_eq!(
+            Rejection::TooLarge {
+                size: 5368709120,
+                limit: 10485760
+            }
+            .to_string(),
+            "too large (5368709120 bytes > 10485760)"
+        );
+        assert_eq!(Rejection::PermissionDenied.to_string(), "permission denied");
+    }
+
+    #[test]
+    fn moved_aside_names_stay_within_name_max_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = vec![b'a'; 255];
+        let name = OsStr::from_bytes(&long);
+        fs::write(dir.path().join(name), b"1").unwrap();
+        let first = move_aside(dir.path(), name).unwrap();
+        assert!(first.file_name().unwrap().len() <= 255);
+        fs::write(dir.path().join(name), b"2").unwrap();
+        let second = move_aside(dir.path(), name).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(fs::read(first).unwrap(), b"1");
+        assert_eq!(fs::read(second).unwrap(), b"2");
+        let mode = fs::metadata(dir.path().join(REJECTED_DIR)).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
