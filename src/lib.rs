@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod index;
 pub mod intake;
+pub mod pipeline;
 pub mod simulator;
 pub mod storage;
 pub mod testing;

@@ -20,6 +20,7 @@ use sqlx::{Sqlite, Transaction};
 pub mod analyses;
 pub mod health;
 pub mod items;
+pub mod pipeline;
 pub mod url_queue;
 
 pub use analyses::{AnalysisRecord, AnalysisRow, ReportRow};

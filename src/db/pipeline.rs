@@ -1,0 +1,47 @@
+//! Queries only the pipeline needs: lease keep-alives, start-up rescheduling and notes.
+
+use super::items::ItemState;
+use super::{Db, DbError, now_text};
+
+/// Pushes the due time of an item that is still in `state` (a claim's lease) to `until_ms`.
+/// Returns whether the item was still in that state. A long upload calls this periodically so
+/// that reconciliation never mistakes a submission in flight for an abandoned one.
+pub async fn extend_lease(
+    db: &Db,
+    item_id: i64,
+    state: ItemState,
+    until_ms: i64,
+) -> Result<bool, DbError> {
+    let changed = sqlx::query("UPDATE items SET next_attempt_at = ? WHERE id = ? AND state = ?")
+        .bind(until_ms)
+        .bind(item_id)
+        .bind(state)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Start-up: nothing is in flight, so every item left in `submitting` (by a crash or by an
+/// unknown outcome) is due for reconciliation at `at_ms` at the latest, whatever lease it
+/// carried. Returns how many items that concerns.
+pub async fn reschedule_submitting(db: &Db, at_ms: i64) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE items SET next_attempt_at = min(next_attempt_at, ?) WHERE state = 'submitting'",
+    )
+    .bind(at_ms)
+    .execute(db.pool())
+    .await?
+    .rows_affected())
+}
+
+/// Sets an item's note (e.g. "reused analysis 123 from the server").
+pub async fn set_note(db: &Db, item_id: i64, note: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE items SET note = ?, updated_at = ? WHERE id = ?")
+        .bind(note)
+        .bind(now_text())
+        .bind(item_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The pipeline: submit → poll → download → index.
+//!
+//! Four workers move items through the state machine of reliability.md §2.1, each as a loop
+//! (`run`) around a one-step function (`run_once`) that tests drive directly:
+//!
+//! | worker | claims | does |
+//! | --- | --- | --- |
+//! | [`submit`] | `queued` items (outbox row with a new attempt key committed first) | server dedup lookup, `submission/new` (plain, chunked or URL) |
+//! | [`reconcile`] | `submitting` items whose time has come | looks every attempt key up, adopts or requeues; deletes dangling chunked submissions |
+//! | [`poll`] | `submitted` items due for a poll | `submission/info` (or `analysis/info`), adaptive schedule, deadline |
+//! | [`download`] | `pending` report rows | `analysis/download` into `reports/<webid>/<type>.<ext>`, then the item is `done` |
+//!
+//! Every failed API call goes through [`classify`]; pauses (maintenance, invalid key, terms,
+//! quota, disk) are checked before claiming and never consume attempts.
+//!
+//! # Crash points (reliability.md §2.2, the part this module owns)
+//!
+//! [`recover`] runs at start-up, before READY and before any worker:
+//!
+//! | found at start-up | what happens | worst case |
+//! | --- | --- | --- |
+//! | item `queued` | normal scheduling | none |
+//! | item `submitting`, attempt outcome NULL (crash after the intent commit, maybe mid-request) | rescheduled to `now + reconcile_grace`; [`reconcile`] searches every attempt key: found → adopted, not found → `queued` with a new key (no attempt consumed: the crash was not the item's fault) | 1 extra submission if the server's search lags beyond the grace period |
+//! | item `submitting`, attempt `unknown` (lost reply) | the same; the attempt counts | as above |
+//! | item `submitting`, attempt `chunked_pending` with a submission id | [`reconcile`] asks `submission/info`: still `accepted` without analyses (chunks missing) → `submission/delete`, then a new attempt; anything else → adopted | none (a complete upload whose reply was lost may be deleted and sent again) |
+//! | item `submitted` | polling resumes when due (claims carry a lease, so a crash only delays it) | 1 extra poll |
+//! | poll saw `finished`, crash before the commit | polled again | 1 extra poll |
+//! | report `downloading` (its `.part` file is removed by the daemon through the store) | back to `pending`, downloaded again | re-transfer |
+//! | report renamed into place, crash before `stored` | back to `pending` (it was `downloading`), downloaded again and renamed over the same `<type>.<ext>` name | re-transfer; still one file per (analysis, type) |
+//!
+//! # Decisions
+//!
+//! * **Adoption without a submission id.** Reconciliation finds analyses by the key in their
+//!   comments; `analysis/search` does not say which submission they belong to. Unless the attempt
+//!   row recorded the id (chunked uploads record it before the first chunk), the item becomes
+//!   `submitted` without a submission id and [`poll`] follows its recorded analyses with
+//!   `analysis/info` instead of `submission/info`. The server dedup lookup adopts the same way.
+//! * **Pauses.** A pause-class error (maintenance, invalid key, terms, quota) puts the global
+//!   pause in force through `App::pause` and gives the item back (`requeue` without counting,
+//!   or the report back to `pending` without counting). Workers check `may_submit` /
+//!   `may_call_api` / `may_write_locally` before claiming and return `StepOutcome::Paused`.
+//!   Lifting a pause is the health check's job (`App::resume`).
+//! * **Unknown outcomes count as attempts** (a request went out and failed), so a server that
+//!   answers every submission with a 500 ends in `failed` after `pipeline.max_attempts`
+//!   instead of looping forever; an attempt orphaned by a crash does not count.
+
+pub mod classify;
+pub mod download;
+pub mod poll;
+pub mod reconcile;
+pub mod schedule;
+pub mod submit;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::app::{App, StepOutcome};
+use crate::db;
+
+pub use classify::{Action, Backoff, Call, MIN_DELAY, classify};
+pub use schedule::PollPlan;
+
+/// How long an idle worker sleeps before looking at the database again (a wake-up comes
+/// sooner when there is news).
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What start-up recovery found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Reports that were being downloaded, back to `pending`.
+    pub interrupted_downloads: u64,
+    /// Items left in `submitting`, due for reconciliation after the grace period.
+    pub unreconciled_submissions: u64,
+}
+
+/// Start-up recovery of the pipeline's state (see the crash-point table above). Call it once,
+/// before the workers start: it assumes nothing is in flight. The daemon removes temporary
+/// files through `Store::remove_temporaries`.
+pub async fn recover(app: &App) -> anyhow::Result<RecoveryReport> {
+    let interrupted_downloads = db::analyses::reset_interrupted_downloads(&app.db).await?;
+    let grace = grace(app);
+    let unreconciled_submissions = db::pipeline::reschedule_submitting(&app.db, at(grace)).await?;
+    let report = RecoveryReport {
+        interrupted_downloads,
+        unreconciled_submissions,
+    };
+    if report != RecoveryReport::default() {
+        info!(
+            interrupted_downloads,
+            unreconciled_submissions, "pipeline recovery: interrupted work rescheduled"
+        );
+    }
+    Ok(report)
+}
+
+/// Runs all four workers until `cancel` fires.
+pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
+    tokio::try_join!(
+        submit::run(app.clone(), cancel.clone()),
+        reconcile::run(app.clone(), cancel.clone()),
+        poll::run(app.clone(), cancel.clone()),
+        download::run(app, cancel),
+    )?;
+    Ok(())
+}
+
+/// The loop shared by the workers: one step, then immediately again if it worked, else wait
+/// for the wake-up, the idle interval or cancellation. Errors are logged and backed off,
+/// never returned: a worker that stops is a bug.
+pub(crate) async fn worker_loop<F, Fut>(
+    app: &App,
+    cancel: &CancellationToken,
+    name: &'static str,
+    wake: Option<&Notify>,
+    mut step: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<StepOutcome>>,
+{
+    let mut failures: u32 = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        app.heartbeats.beat(name);
+        let wait = match step().await {
+            Ok(StepOutcome::Worked(_)) => {
+                failures = 0;
+                None
+            }
+            Ok(StepOutcome::Idle | StepOutcome::Paused) => {
+                failures = 0;
+                Some(IDLE_INTERVAL)
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_secs(1u64 << failures.min(5));
+                warn!(worker = name, error = %format!("{error:#}"), ?wait, "worker step failed; backing off");
+                Some(wait)
+            }
+        };
+        let Some(wait) = wait else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = async {
+                match wake {
+                    Some(notify) => notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Unix milliseconds `delay` from now.
+pub(crate) fn at(delay: Duration) -> i64 {
+    db::now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2))
+}
+
+/// The reconciliation grace period (floored like every configured delay).
+pub(crate) fn grace(app: &App) -> Duration {
+    Duration::from_secs(app.config.pipeline.reconcile_grace_secs).max(MIN_DELAY)
+}
+
+pub(crate) fn backoff(app: &App) -> Backoff {
+    Backoff::from_config(&app.config.pipeline)
+}
+
+/// The report types downloaded for every analysis: `reports.types`, plus `sample` and the
+/// archives when configured, without repeats.
+pub fn report_types(config: &crate::config::Config) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    let extra = config.reports.sample.then_some("sample").into_iter().chain(
+        config
+            .reports
+            .archives
+            .then_some(["bins", "unpackpe"])
+            .into_iter()
+            .flatten(),
+    );
+    for t in config.reports.types.iter().map(String::as_str).chain(extra) {
+        let t = t.trim();
+        if !t.is_empty() && !types.iter().any(|x| x == t) {
+            types.push(t.to_owned());
+        }
+    }
+    types
+}
+
+/// Text from outside (a server file name, a message) made safe for one log line or a DB note.
+pub(crate) fn escaped(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .flat_map(char::escape_default)
+        .take(max_chars)
+        .collect()
+}
+
+/// Waits for all `futures` and returns the first error, after every one has finished (so a
+/// failing item never abandons its siblings mid-flight).
+pub(crate) async fn all_done<Fut>(futures: impl IntoIterator<Item = Fut>) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let results = futures_util::future::join_all(futures).await;
+    let mut first = None;
+    for result in results {
+        if let Err(error) = result {
+            warn!(error = %format!("{error:#}"), "pipeline step failed");
+            first.get_or_insert(error);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_types_add_sample_and_archives_once() {
+        let mut config = crate::config::Config::default();
+        assert_eq!(report_types(&config), ["html", "irjsonfixed", "xml"]);
+        config.reports.sample = true;
+        config.reports.archives = true;
+        config.reports.types.push("html".into());
+        assert_eq!(
+            report_types(&config),
+            ["html", "irjsonfixed", "xml", "sample", "bins", "unpackpe"]
+        );
+    }
+
+    #[test]
+    fn escaped_text_is_one_printable_line() {
+        assert_eq!(escaped("a\nb\0../x", 100), "a\\nb\\u{0}../x");
+        assert_eq!(escaped("abcdef", 3), "abc");
+    }
+}

@@ -1,0 +1,295 @@
+//! The poll worker: follows `submitted` items until their analyses finish, on the adaptive
+//! schedule of [`super::schedule`], and records every analysis with its verdict fields.
+//!
+//! * With a submission id: `submission/info`. Without one (adopted by reconciliation or by the
+//!   server dedup lookup): `analysis/info` for each recorded analysis.
+//! * Finished → `record_finished` (analyses, one pending report row per configured type); the
+//!   item moves to `downloading`, or to `done` when there is nothing to download — a finished
+//!   submission without any analysis is a recorded outcome, not an error. Analyses whose every
+//!   run ended in an error are recorded as they are, with the error in the item's note; they
+//!   are not resubmitted.
+//! * Still running → the analyses seen so far are recorded and the next poll scheduled; past
+//!   `poll.max_analysis_age_secs` the item is `failed: timed out`.
+//! * The submission (or analysis) is gone from the server → `failed` with that reason; never
+//!   resubmitted in a loop.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::classify::{Action, Call, classify};
+use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
+use super::{all_done, at, backoff, escaped, report_types};
+use crate::api::ApiError;
+use crate::api::types::Analysis;
+use crate::app::{App, StepOutcome};
+use crate::db::{self, AnalysisRecord, Item, ItemState};
+
+/// A poll claim's lease: a crash only delays the next poll by this much.
+const LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// Runs the poll worker until `cancel` fires.
+pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
+    super::worker_loop(&app, &cancel, "poll", Some(&app.wake.poll), || {
+        run_once(&app)
+    })
+    .await
+}
+
+/// One step: polls up to `pipeline.poll_concurrency` due items concurrently.
+pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
+    if !app.may_call_api().await? {
+        return Ok(StepOutcome::Paused);
+    }
+    let limit = app.config.pipeline.poll_concurrency.max(1) as i64;
+    let items = db::items::claim_for_poll(&app.db, limit, LEASE_MS).await?;
+    if items.is_empty() {
+        return Ok(StepOutcome::Idle);
+    }
+    let count = items.len();
+    all_done(items.into_iter().map(|item| poll_one(app, item))).await?;
+    Ok(StepOutcome::Worked(count))
+}
+
+/// What one poll saw.
+enum Observed {
+    Finished(Vec<Analysis>),
+    Running(Vec<Analysis>),
+}
+
+fn plan_for(app: &App, item: &Item) -> PollPlan {
+    let json = item
+        .params
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
+        app.config
+            .submission
+            .params
+            .get("analysis-time")
+            .and_then(|v| v.trim().parse().ok())
+    });
+    PollPlan::new(&app.config.poll, analysis_time)
+}
+
+/// How long ago the item was submitted (zero when unknown).
+fn age_of(item: &Item) -> Duration {
+    item.submitted_at
+        .as_deref()
+        .and_then(db::parse_time)
+        .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+async fn poll_one(app: &App, item: Item) -> anyhow::Result<()> {
+    let plan = plan_for(app, &item);
+    let observed = match &item.submission_id {
+        Some(id) => observe_submission(app, id).await,
+        None => {
+            let webids: Vec<String> = db::analyses::for_item(&app.db, item.id)
+                .await?
+                .into_iter()
+                .map(|a| a.webid)
+                .collect();
+            observe_analyses(app, &webids).await
+        }
+    };
+    let age = age_of(&item);
+    match observed {
+        Ok(Observed::Finished(analyses)) => finish(app, &item, &analyses).await,
+        Ok(Observed::Running(analyses)) => {
+            let records = records(&analyses, item.submission_id.as_deref());
+            if !records.is_empty() {
+                db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
+            }
+            if plan.timed_out(age) {
+                let reason = format!("timed out: analysis not finished after {} s", age.as_secs());
+                db::items::fail(&app.db, item.id, &reason).await?;
+                warn!(item = item.id, %reason, "item failed");
+                return Ok(());
+            }
+            let next = jittered(plan.interval_at(age), random_unit());
+            db::items::schedule_poll(&app.db, item.id, at(next)).await?;
+            Ok(())
+        }
+        Err(error) => on_error(app, &item, &plan, age, &error).await,
+    }
+}
+
+async fn on_error(
+    app: &App,
+    item: &Item,
+    plan: &PollPlan,
+    age: Duration,
+    error: &ApiError,
+) -> anyhow::Result<()> {
+    let interval = jittered(plan.interval_at(age), random_unit());
+    match classify(error, Call::Read, 0, backoff(app)) {
+        Action::Pause { reason, detail } => {
+            app.pause(reason, &detail).await?;
+            db::items::schedule_poll(&app.db, item.id, at(interval)).await?;
+        }
+        Action::Fatal { reason } | Action::Reject { reason } => {
+            let what = match &item.submission_id {
+                Some(id) => format!("submission {id}"),
+                None => "the analysis".to_owned(),
+            };
+            let reason = format!(
+                "{what} is no longer known to the server ({}); not resubmitted",
+                escaped(&reason, 300)
+            );
+            db::items::fail(&app.db, item.id, &reason).await?;
+            warn!(item = item.id, %reason, "item failed");
+        }
+        Action::Retry { after } => {
+            if plan.timed_out(age) {
+                let reason = format!(
+                    "timed out: analysis not finished after {} s (last error: {error})",
+                    age.as_secs()
+                );
+                db::items::fail(&app.db, item.id, &reason).await?;
+                warn!(item = item.id, %reason, "item failed");
+            } else {
+                warn!(item = item.id, %error, "poll failed; will poll again");
+                db::items::schedule_poll(&app.db, item.id, at(after.max(interval))).await?;
+            }
+        }
+        Action::UnknownOutcome => {
+            db::items::schedule_poll(&app.db, item.id, at(interval)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn observe_submission(app: &App, submission_id: &str) -> Result<Observed, ApiError> {
+    let submission = app.client.submission_info(submission_id).await?;
+    let analyses = submission.analyses.clone().unwrap_or_default();
+    Ok(if submission.is_finished() {
+        Observed::Finished(analyses)
+    } else {
+        Observed::Running(analyses)
+    })
+}
+
+async fn observe_analyses(app: &App, webids: &[String]) -> Result<Observed, ApiError> {
+    let mut analyses = Vec::with_capacity(webids.len());
+    for webid in webids {
+        analyses.push(app.client.analysis_info(webid).await?);
+    }
+    Ok(if analyses.iter().all(Analysis::is_finished) {
+        Observed::Finished(analyses)
+    } else {
+        Observed::Running(analyses)
+    })
+}
+
+async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result<()> {
+    let records = records(analyses, item.submission_id.as_deref());
+    let types = report_types(&app.config);
+    let mut state = db::items::record_finished(&app.db, item.id, &records, &types).await?;
+    // Reports of these analyses may all be settled already (an analysis seen before):
+    // then there is nothing left to wait for.
+    if state == ItemState::Downloading
+        && db::items::complete_if_reports_done(&app.db, item.id).await?
+    {
+        state = ItemState::Done;
+    }
+    let errors: Vec<String> = analyses
+        .iter()
+        .filter_map(|a| {
+            let runs = a.runs.as_ref().filter(|r| !r.is_empty())?;
+            runs.iter().all(|r| r.error.is_some()).then(|| {
+                format!(
+                    "analysis {} ended in error: {}",
+                    a.webid,
+                    escaped(runs[0].error.as_deref().unwrap_or_default(), 300)
+                )
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        db::pipeline::set_note(&app.db, item.id, &errors.join("; ")).await?;
+    }
+    info!(
+        item = item.id,
+        state = state.as_str(),
+        analyses = records.len(),
+        "analysis finished"
+    );
+    if state == ItemState::Downloading {
+        app.wake.download.notify_one();
+    }
+    Ok(())
+}
+
+fn records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRecord> {
+    analyses
+        .iter()
+        .map(|a| analysis_record(a, submission_id))
+        .collect()
+}
+
+/// What jbxd records of an analysis: its verdict fields and hashes (empty strings, as servers
+/// send for URL analyses, become NULL), the systems of its runs, and the whole object.
+pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRecord {
+    fn text(v: &Option<String>) -> Option<String> {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+    let systems: Vec<&str> = a
+        .runs
+        .iter()
+        .flatten()
+        .filter_map(|r| r.system.as_deref())
+        .filter(|s| !s.is_empty())
+        .collect();
+    AnalysisRecord {
+        webid: a.webid.clone(),
+        submission_id: submission_id.map(str::to_owned),
+        analysisid: text(&a.analysisid),
+        status: text(&a.status),
+        detection: text(&a.detection),
+        score: a.score,
+        threatname: text(&a.threatname),
+        classification: text(&a.classification),
+        filename: text(&a.filename),
+        md5: text(&a.md5),
+        sha1: text(&a.sha1),
+        sha256: text(&a.sha256),
+        scriptname: text(&a.scriptname),
+        systems: (!systems.is_empty()).then(|| systems.join(",")),
+        time: text(&a.time),
+        duration: a.duration,
+        encrypted: a.encrypted,
+        info_json: serde_json::to_string(a).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_analysis_becomes_a_record_with_its_verdict_and_systems() {
+        let a: Analysis = serde_json::from_str(
+            r#"{"webid": 42, "analysisid": "42", "status": "finished", "detection": "malicious",
+                "score": 88, "threatname": "Emotet", "sha256": "", "md5": "abc",
+                "filename": "x.exe", "runs": [{"system": "w10x64"}, {"system": "w7"}]}"#,
+        )
+        .unwrap();
+        let r = analysis_record(&a, Some("7"));
+        assert_eq!(r.webid, "42");
+        assert_eq!(r.submission_id.as_deref(), Some("7"));
+        assert_eq!(r.detection.as_deref(), Some("malicious"));
+        assert_eq!(r.score, Some(88));
+        assert_eq!(r.sha256, None);
+        assert_eq!(r.md5.as_deref(), Some("abc"));
+        assert_eq!(r.systems.as_deref(), Some("w10x64,w7"));
+        let info: serde_json::Value =
+            serde_json::from_str(r.info_json.as_deref().unwrap()).unwrap();
+        assert_eq!(info["threatname"], "Emotet");
+    }
+}
