@@ -446,6 +446,22 @@ async fn a_submission_refused_by_the_server_fails_with_its_message() {
     assert!(run.stderr.contains("Failed: 0 of 1 succeeded."), "{run:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submission_with_an_unknown_outcome_is_not_repeated_and_says_what_to_check() {
+    let h = Harness::start().await;
+    h.sim.faults().add(FaultRule::times(
+        Some("submission/new"),
+        Fault::ResetAfterBody,
+        1,
+    ));
+    let run = h.run(&["submit", "--url", "https://example.com/"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("Submit URL failed."), "{run:?}");
+    assert!(run.stderr.contains("jbxd submission list"), "{run:?}");
+    // The server did create it; a blind retry would have made a second one.
+    assert_eq!(h.sim.accepted_submissions().len(), 1);
+}
+
 // ---- submissions --------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -163,4 +163,46 @@ mod tests {
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn the_server_url_goes_before_the_command_and_submit_url_names_a_website() {
+        let cli = Cli::try_parse_from([
+            "jbxd",
+            "--url",
+            "https://sandbox.local/api",
+            "submit",
+            "--url",
+            "https://example.com/",
+            "--jobs",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.connection.url.as_deref(),
+            Some("https://sandbox.local/api")
+        );
+        match cli.command {
+            Command::Submit(args) => {
+                assert_eq!(args.urls, vec!["https://example.com/"]);
+                assert_eq!(args.jobs.jobs, 2);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_flags_other_than_the_url_may_follow_the_command() {
+        let cli = Cli::try_parse_from([
+            "jbxd",
+            "analysis",
+            "list",
+            "--retries",
+            "1",
+            "--accept-tac",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.connection.retries, Some(1));
+        assert!(cli.connection.accept_tac && cli.json);
+    }
 }

@@ -161,8 +161,12 @@ pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());
+    // Wrap to the terminal only when it reports a usable width: a pty without a size (script,
+    // some CI runners) reports 0 columns, which would squeeze every cell to one character.
+    if table.width().is_some_and(|width| width >= 60) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     table
 }
 
