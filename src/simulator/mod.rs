@@ -228,6 +228,17 @@ impl App {
         Duration::from_secs(self.config.analysis_seconds)
     }
 
+    /// The `time` shown on analyses whose data was complete at `started`: when the sandbox
+    /// picked them up (the move to `submitted`), at most 5 s later, so the submission time
+    /// precedes the analysis time by a few seconds as on the real service.
+    pub(crate) fn analysis_start_time(
+        &self,
+        started: clock::SimInstant,
+    ) -> chrono::DateTime<chrono::Local> {
+        let pickup = (self.analysis_time() / 10).min(Duration::from_secs(5));
+        self.clock.wall(started + pickup)
+    }
+
     pub(crate) fn in_maintenance(&self) -> bool {
         self.maintenance.load(Ordering::SeqCst)
     }
@@ -363,7 +374,7 @@ pub async fn run(config: SimConfig, cancel: CancellationToken) -> anyhow::Result
         SimMode::OnPrem => simulator.onprem_api_url(),
     };
     println!(
-        "jbxapi: JBX_API_URL={base} JBX_API_KEY={} JBX_ACCEPT_TAC=1 jbxapi info",
+        "jbxapi: export JBX_API_URL={base} JBX_API_KEY={} JBX_ACCEPT_TAC=1, then e.g. `jbxapi server online`",
         app.config.api_key
     );
     cancel.cancelled().await;

@@ -20,12 +20,12 @@ use crate::simulator::views;
 const NOT_FOUND: &str = "Analysis not found.";
 
 /// An analysis as clients may see it: it exists once its submission left `accepted`.
-pub(super) fn visible_analysis<'a>(
-    store: &'a Store,
+pub(super) fn visible_analysis(
+    store: &Store,
     webid: u64,
     now: SimInstant,
     analysis_time: Duration,
-) -> Result<(&'a Analysis, Progress), ApiError> {
+) -> Result<(&Analysis, Progress), ApiError> {
     let analysis = store
         .analyses
         .get(&webid)

@@ -148,7 +148,7 @@ pub(super) async fn chunk(app: &Arc<App>, mut form: FormData) -> Result<Response
         .map_err(|err| ApiError::internal(format!("Analysis preparation failed: {err}")))?;
     let now = app.clock.now();
     let mut store = app.store();
-    if store.start_analyses(id, prepared, now, app.clock.wall(now)) {
+    if store.start_analyses(id, prepared, now, app.analysis_start_time(now)) {
         if let Some(submission) = store.submissions.get_mut(&id) {
             submission.sample = Some(file);
         }

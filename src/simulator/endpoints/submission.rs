@@ -124,7 +124,7 @@ pub(super) async fn new(
             let mut store = app.store();
             account::check_quota(app, &store)?;
             let id = store.create_submission(name, options, Phase::Preparing, sample, now, time);
-            store.start_analyses(id, prepared, now, time);
+            store.start_analyses(id, prepared, now, app.analysis_start_time(now));
             id
         }
     };
