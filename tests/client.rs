@@ -81,7 +81,9 @@ async fn a_large_file_is_uploaded_in_ten_mebibyte_chunks_and_hashes_match() {
     let sim = simulator(SimConfig::default()).await;
     let client = client(&sim);
     let dir = tempfile::tempdir().unwrap();
-    let content: Vec<u8> = (0..25 * 1024 * 1024 + 123).map(|i| (i % 251) as u8).collect();
+    let content: Vec<u8> = (0..25 * 1024 * 1024 + 123)
+        .map(|i| (i % 251) as u8)
+        .collect();
     let path = write_file(dir.path(), "big.bin", &content);
 
     let id = client
@@ -118,7 +120,11 @@ async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
 
     assert_eq!(sim.accepted_submissions(), vec![id]);
     assert_eq!(requests_to(&sim, "submission/chunked-sample"), 0);
-    assert_eq!(requests_to(&sim, "submission/new"), 2, "refused chunked, then plain");
+    assert_eq!(
+        requests_to(&sim, "submission/new"),
+        2,
+        "refused chunked, then plain"
+    );
 }
 
 #[tokio::test]
@@ -136,7 +142,11 @@ async fn a_reset_after_the_submission_was_received_is_an_unknown_outcome_never_r
     assert!(matches!(err, ApiError::UnknownOutcome { .. }), "{err:?}");
     assert_no_key(&err);
     assert_eq!(requests_to(&sim, "submission/new"), 1, "no blind retry");
-    assert_eq!(sim.accepted_submissions().len(), 1, "the server did create it");
+    assert_eq!(
+        sim.accepted_submissions().len(),
+        1,
+        "the server did create it"
+    );
 }
 
 #[tokio::test]
@@ -174,7 +184,13 @@ async fn a_server_error_on_submission_is_an_unknown_outcome_never_retried() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ApiError::UnknownOutcome { status: Some(500), .. }),
+        matches!(
+            err,
+            ApiError::UnknownOutcome {
+                status: Some(500),
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(requests_to(&sim, "submission/new"), 1);
@@ -195,7 +211,10 @@ async fn a_rate_limited_submission_is_retried_after_retry_after_and_created_once
         .submit_url("https://example.com/", &SubmissionParams::new())
         .await
         .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After honoured"
+    );
     assert_eq!(sim.accepted_submissions(), vec![id]);
     assert_eq!(requests_to(&sim, "submission/new"), 2);
 }
@@ -223,7 +242,11 @@ async fn read_only_calls_retry_rate_limits_server_errors_resets_and_html_pages()
         let before = requests_to(&sim, "submission/info");
         let info = client.submission_info(&id).await;
         assert!(info.is_ok(), "{fault:?}: {info:?}");
-        assert_eq!(requests_to(&sim, "submission/info") - before, 3, "{fault:?}");
+        assert_eq!(
+            requests_to(&sim, "submission/info") - before,
+            3,
+            "{fault:?}"
+        );
     }
 }
 
@@ -233,7 +256,10 @@ async fn retries_stop_after_the_configured_attempts_with_the_last_error() {
     sim.faults()
         .add(rule("server/info", Fault::NonJson { http_status: 503 }, 10));
     let err = client(&sim).server_info().await.unwrap_err();
-    assert!(matches!(err, ApiError::UnexpectedFormat { status: 503, .. }), "{err:?}");
+    assert!(
+        matches!(err, ApiError::UnexpectedFormat { status: 503, .. }),
+        "{err:?}"
+    );
     assert_eq!(requests_to(&sim, "server/info"), 4);
 }
 
@@ -247,7 +273,11 @@ async fn joe_error_codes_map_to_their_kinds_with_status_and_message() {
 
     let mut wrong = settings(&sim);
     wrong.api_key = ApiKey::new("not-the-key").unwrap();
-    let err = JoeClient::new(wrong).unwrap().server_info().await.unwrap_err();
+    let err = JoeClient::new(wrong)
+        .unwrap()
+        .server_info()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Some(ApiErrorKind::InvalidApiKey));
     assert_eq!(err.status(), Some(403));
 
@@ -285,7 +315,11 @@ async fn an_unreachable_server_is_reported_as_such() {
         ApiKey::new(SENTINEL_KEY).unwrap(),
     );
     s.retry = RetryPolicy::none();
-    let err = JoeClient::new(s).unwrap().server_online().await.unwrap_err();
+    let err = JoeClient::new(s)
+        .unwrap()
+        .server_online()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::Unreachable { .. }), "{err:?}");
     assert_no_key(&err);
 }
@@ -302,7 +336,10 @@ async fn lists_follow_pagination_to_the_end() {
     for i in 0..5 {
         ids.push(
             client
-                .submit_url(&format!("https://example.com/{i}"), &SubmissionParams::new())
+                .submit_url(
+                    &format!("https://example.com/{i}"),
+                    &SubmissionParams::new(),
+                )
                 .await
                 .unwrap(),
         );
@@ -342,7 +379,10 @@ async fn search_finds_by_comment_and_by_structured_filters() {
         .analysis_search(&SearchQuery::Text("jbxd:item-42".into()))
         .await
         .unwrap();
-    assert_eq!(hits.iter().map(|h| &h.webid).collect::<Vec<_>>(), vec![&webid]);
+    assert_eq!(
+        hits.iter().map(|h| &h.webid).collect::<Vec<_>>(),
+        vec![&webid]
+    );
     let hits = client
         .analysis_search(&SearchQuery::Filters(vec![(
             "detection".into(),
@@ -367,7 +407,10 @@ async fn downloads_are_complete_or_reported_truncated_and_hostile_names_are_only
         .unwrap()
         .webid;
 
-    let download = client.analysis_download(&webid, "html", None).await.unwrap();
+    let download = client
+        .analysis_download(&webid, "html", None)
+        .await
+        .unwrap();
     let name = download.server_filename().unwrap().to_owned();
     assert!(name.ends_with(".html"), "{name}");
     let mut full = Vec::new();
@@ -379,8 +422,14 @@ async fn downloads_are_complete_or_reported_truncated_and_hostile_names_are_only
         Fault::TruncateDownload { bytes: 10 },
         1,
     ));
-    let download = client.analysis_download(&webid, "html", None).await.unwrap();
-    let err = download.write_to(&mut Vec::new(), |_| {}).await.unwrap_err();
+    let download = client
+        .analysis_download(&webid, "html", None)
+        .await
+        .unwrap();
+    let err = download
+        .write_to(&mut Vec::new(), |_| {})
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 
     sim.faults().add(rule(
@@ -390,7 +439,10 @@ async fn downloads_are_complete_or_reported_truncated_and_hostile_names_are_only
         },
         1,
     ));
-    let download = client.analysis_download(&webid, "html", None).await.unwrap();
+    let download = client
+        .analysis_download(&webid, "html", None)
+        .await
+        .unwrap();
     assert_eq!(download.server_filename(), Some("../../../../etc/cron.d/x"));
     assert_eq!(
         jbxd::storage::safe_file_name(download.server_filename().unwrap()).as_deref(),
@@ -421,7 +473,10 @@ async fn a_download_over_the_size_cap_is_refused() {
         .analysis_download(&webid, "html", None)
         .await
         .unwrap_err();
-    assert!(matches!(err, ApiError::TooLarge { limit: 65536 }), "{err:?}");
+    assert!(
+        matches!(err, ApiError::TooLarge { limit: 65536 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

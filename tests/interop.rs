@@ -26,7 +26,10 @@ async fn the_official_python_client_works_against_the_simulator() {
     let key = config.api_key.clone();
     let sim = Simulator::start(config).await.expect("simulator starts");
     let work = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/jbxapi_interop.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/jbxapi_interop.py"
+    );
     let output = tokio::task::spawn_blocking({
         let api_url = sim.api_url();
         let control = format!("http://{}", sim.addr());

@@ -123,8 +123,8 @@ fn http_client(settings: &ClientSettings) -> Result<reqwest::Client, ApiError> {
         builder = builder.tls_certs_merge(certs);
     }
     if let Some(proxy) = &settings.proxy {
-        let proxy = reqwest::Proxy::all(proxy)
-            .map_err(|e| ApiError::Config(format!("proxy URL: {e}")))?;
+        let proxy =
+            reqwest::Proxy::all(proxy).map_err(|e| ApiError::Config(format!("proxy URL: {e}")))?;
         builder = builder.proxy(proxy);
     }
     builder
@@ -322,14 +322,14 @@ impl JoeClient {
         loop {
             let error = match send().await {
                 Ok(envelope) => {
-                    let created: NewSubmission = decode(envelope.data)
-                        .map_err(transport::submission_outcome)?;
+                    let created: NewSubmission =
+                        decode(envelope.data).map_err(transport::submission_outcome)?;
                     return Ok(created.submission_id);
                 }
                 Err(error) => transport::submission_outcome(error),
             };
-            let retryable = matches!(error, ApiError::Unreachable { .. })
-                || error.status() == Some(429);
+            let retryable =
+                matches!(error, ApiError::Unreachable { .. }) || error.status() == Some(429);
             match self.settings.retry.delay_after(&error, attempt) {
                 Some(wait) if retryable => {
                     warn!(attempt, ?wait, error = %error, "submission refused, retrying");
@@ -442,8 +442,7 @@ impl JoeClient {
             for (k, v) in &fields {
                 form = form.text(k.clone(), v.clone());
             }
-            let part =
-                Part::stream_with_length(body, size).file_name(upload::wire_file_name(name));
+            let part = Part::stream_with_length(body, size).file_name(upload::wire_file_name(name));
             form = form.part("sample", part);
             let response = self
                 .http
@@ -499,9 +498,9 @@ impl JoeClient {
             let len = CHUNK_SIZE.min(chunked.file_size - offset);
             let timeout = upload::transfer_timeout(len);
             let sent_before = offset;
-            let chunk_progress = progress.clone().map(|p| -> Progress {
-                Arc::new(move |n| p(sent_before + n))
-            });
+            let chunk_progress = progress
+                .clone()
+                .map(|p| -> Progress { Arc::new(move |n| p(sent_before + n)) });
             let result = async {
                 let body = upload::file_body(path, offset, len, chunk_progress).await?;
                 let fields: [(&str, String); 7] = [
@@ -640,13 +639,12 @@ impl JoeClient {
 
     async fn start_download(&self, response: reqwest::Response) -> Result<Download, ApiError> {
         if response.status().as_u16() >= 400 {
-            return Err(read_envelope(response)
-                .await
-                .err()
-                .unwrap_or(ApiError::UnexpectedFormat {
+            return Err(read_envelope(response).await.err().unwrap_or(
+                ApiError::UnexpectedFormat {
                     status: 0,
                     snippet: "error status with a data payload".into(),
-                }));
+                },
+            ));
         }
         let server_filename = response
             .headers()
@@ -691,7 +689,11 @@ async fn read_envelope(response: reqwest::Response) -> Result<Envelope, ApiError
     let retry_after = transport::retry_after(response.headers());
     let mut body = Vec::new();
     let mut stream = response;
-    while let Some(chunk) = stream.chunk().await.map_err(|e| transport::body_error(&e))? {
+    while let Some(chunk) = stream
+        .chunk()
+        .await
+        .map_err(|e| transport::body_error(&e))?
+    {
         if body.len() + chunk.len() > MAX_REPLY {
             return Err(ApiError::UnexpectedFormat {
                 status,

@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn missing_or_empty_names_give_none() {
         assert_eq!(parse_content_disposition("attachment"), None);
-        assert_eq!(parse_content_disposition(r#"attachment; filename="""#), None);
+        assert_eq!(
+            parse_content_disposition(r#"attachment; filename="""#),
+            None
+        );
         assert_eq!(parse_content_disposition("inline; size=4"), None);
     }
 }

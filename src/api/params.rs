@@ -199,8 +199,7 @@ impl SubmissionParams {
             ParamType::Date => ParamValue::Text(value.trim().to_owned()),
             ParamType::Text => ParamValue::Text(value.to_owned()),
         };
-        self.values
-            .insert(canonical_name(name).to_owned(), typed);
+        self.values.insert(canonical_name(name).to_owned(), typed);
         Ok(())
     }
 
@@ -269,7 +268,11 @@ impl SubmissionParams {
             }
         }
         form.extend(self.raw.iter().cloned());
-        form.extend(self.systems.iter().map(|s| ("systems[]".to_owned(), s.clone())));
+        form.extend(
+            self.systems
+                .iter()
+                .map(|s| ("systems[]".to_owned(), s.clone())),
+        );
         form.extend(self.tags.iter().map(|t| ("tags[]".to_owned(), t.clone())));
         form
     }

@@ -155,7 +155,7 @@ pub(crate) fn submission_outcome(error: ApiError) -> ApiError {
                 status: Some(status),
             }
         }
-        ApiError::UnexpectedFormat { status, snippet } if status < 400 || status >= 500 => {
+        ApiError::UnexpectedFormat { status, snippet } if !(400..500).contains(&status) => {
             ApiError::UnknownOutcome {
                 detail: format!("HTTP {status} with an unexpected reply: {snippet}"),
                 status: Some(status),
@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn a_missing_or_null_pagination_ends_the_list() {
-        assert_eq!(parse_reply(200, None, br#"{"data": []}"#).unwrap().next, None);
+        assert_eq!(
+            parse_reply(200, None, br#"{"data": []}"#).unwrap().next,
+            None
+        );
         assert_eq!(
             parse_reply(200, None, br#"{"data": [], "pagination": null}"#)
                 .unwrap()
@@ -213,7 +216,10 @@ mod tests {
     #[test]
     fn html_or_json_without_data_is_an_unexpected_format_that_hints_at_the_url() {
         let err = parse_reply(200, None, b"<html>login</html>").unwrap_err();
-        assert!(matches!(err, ApiError::UnexpectedFormat { status: 200, .. }));
+        assert!(matches!(
+            err,
+            ApiError::UnexpectedFormat { status: 200, .. }
+        ));
         assert!(err.to_string().contains("API URL"), "{err}");
         let err = parse_reply(200, None, br#"{"result": 1}"#).unwrap_err();
         assert!(matches!(err, ApiError::UnexpectedFormat { .. }));

@@ -114,10 +114,7 @@ mod tests {
     #[test]
     fn transfer_deadlines_grow_with_size_and_are_capped() {
         assert_eq!(transfer_timeout(0), Duration::from_secs(60));
-        assert_eq!(
-            transfer_timeout(256 * 1024 * 100),
-            Duration::from_secs(160)
-        );
+        assert_eq!(transfer_timeout(256 * 1024 * 100), Duration::from_secs(160));
         assert_eq!(transfer_timeout(u64::MAX / 2), Duration::from_secs(3600));
     }
 }

@@ -306,10 +306,7 @@ pub async fn reports_for(db: &Db, webid: &str) -> Result<Vec<ReportRow>, DbError
 }
 
 /// Every stored report of the given types (for the local XPath search).
-pub async fn stored_reports_of_types(
-    db: &Db,
-    types: &[&str],
-) -> Result<Vec<ReportRow>, DbError> {
+pub async fn stored_reports_of_types(db: &Db, types: &[&str]) -> Result<Vec<ReportRow>, DbError> {
     let all: Vec<ReportRow> = sqlx::query_as::<_, ReportRow>(
         "SELECT id, webid, type, run, state, path, size, sha256, server_filename, error,
                 attempts, next_attempt_at, downloaded_at

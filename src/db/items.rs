@@ -373,22 +373,18 @@ pub async fn mark_unknown_outcome(
     reconcile_at: i64,
 ) -> Result<(), DbError> {
     let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "UPDATE submit_attempts SET outcome = 'unknown', detail = ? WHERE attempt_key = ?",
-    )
-    .bind(detail)
-    .bind(attempt_key)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE items SET next_attempt_at = ?, error = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(reconcile_at)
-    .bind(detail)
-    .bind(now_text())
-    .bind(item_id)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE submit_attempts SET outcome = 'unknown', detail = ? WHERE attempt_key = ?")
+        .bind(detail)
+        .bind(attempt_key)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE items SET next_attempt_at = ?, error = ?, updated_at = ? WHERE id = ?")
+        .bind(reconcile_at)
+        .bind(detail)
+        .bind(now_text())
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -459,11 +455,7 @@ pub async fn attempts_of(db: &Db, item_id: i64) -> Result<Vec<Attempt>, DbError>
 
 /// Items left in `submitting` whose reconcile time has come (all of them after a restart,
 /// once their lease ran out), claimed by pushing their time forward by `lease_ms`.
-pub async fn claim_for_reconcile(
-    db: &Db,
-    limit: i64,
-    lease_ms: i64,
-) -> Result<Vec<Item>, DbError> {
+pub async fn claim_for_reconcile(db: &Db, limit: i64, lease_ms: i64) -> Result<Vec<Item>, DbError> {
     claim_due(db, ItemState::Submitting, limit, lease_ms).await
 }
 
@@ -535,7 +527,9 @@ pub async fn record_finished(
     let (state, note) = if analyses.is_empty() || report_types.is_empty() {
         (
             ItemState::Done,
-            analyses.is_empty().then_some("the submission finished without any analysis"),
+            analyses
+                .is_empty()
+                .then_some("the submission finished without any analysis"),
         )
     } else {
         (ItemState::Downloading, None)
@@ -612,12 +606,7 @@ pub async fn counts_by_state(db: &Db) -> Result<Vec<(ItemState, i64)>, DbError> 
             .await?;
     Ok(ItemState::ALL
         .iter()
-        .map(|s| {
-            (
-                *s,
-                rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n),
-            )
-        })
+        .map(|s| (*s, rows.iter().find(|(r, _)| r == s).map_or(0, |(_, n)| *n)))
         .collect())
 }
 

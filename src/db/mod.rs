@@ -92,10 +92,13 @@ impl Db {
             path: path.to_owned(),
         };
         db.check_not_newer().await?;
-        MIGRATOR.run(&db.pool).await.map_err(|source| DbError::Migrate {
-            path: path.to_owned(),
-            source,
-        })?;
+        MIGRATOR
+            .run(&db.pool)
+            .await
+            .map_err(|source| DbError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(db)
     }
 
@@ -140,11 +143,10 @@ impl Db {
         if has_table == 0 {
             return Ok(0);
         }
-        let version: Option<i64> = sqlx::query_scalar(
-            "SELECT max(version) FROM _sqlx_migrations WHERE success = 1",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(version.unwrap_or(0))
     }
 
@@ -243,7 +245,9 @@ mod tests {
         db.write_probe().await.unwrap();
         db.close().await;
         // Reopening an up-to-date database is fine for the CLI too.
-        Db::open_existing(&dir.path().join("jbxd.db")).await.unwrap();
+        Db::open_existing(&dir.path().join("jbxd.db"))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -261,7 +265,16 @@ mod tests {
         let path = dir.path().join("jbxd.db");
         let before = std::fs::read(&path).unwrap();
         let err = Db::open(&path).await.unwrap_err();
-        assert!(matches!(err, DbError::SchemaNewer { found: 99999999, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DbError::SchemaNewer {
+                    found: 99999999,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 

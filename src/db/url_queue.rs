@@ -87,7 +87,10 @@ pub enum UrlDecision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Queued(i64),
-    Duplicate { item: i64, of: i64 },
+    Duplicate {
+        item: i64,
+        of: i64,
+    },
     Rejected,
     /// The row was no longer `new` (the producer changed it, or another pass took it).
     Skipped,
@@ -243,7 +246,13 @@ mod tests {
         let Applied::Queued(first) = applied[0] else {
             panic!("{applied:?}")
         };
-        assert_eq!(applied[1], Applied::Duplicate { item: first + 1, of: first });
+        assert_eq!(
+            applied[1],
+            Applied::Duplicate {
+                item: first + 1,
+                of: first
+            }
+        );
         // Applying again does nothing: the rows are no longer new.
         assert_eq!(
             apply(&db, &[(a, accept())], 3600).await.unwrap(),
@@ -256,6 +265,9 @@ mod tests {
                 .fetch_one(db.pool())
                 .await
                 .unwrap();
-        assert_eq!((status.as_str(), error.as_deref()), ("rejected", Some("bad")));
+        assert_eq!(
+            (status.as_str(), error.as_deref()),
+            ("rejected", Some("bad"))
+        );
     }
 }

@@ -56,7 +56,11 @@ pub fn compile_check(expr: &str) -> Result<(), XPathError> {
 fn evaluate(xpath: &XPath, xml: &str) -> Option<Vec<String>> {
     let package = sxd_document::parser::parse(xml).ok()?;
     let document = package.as_document();
-    let root: Element = document.root().children().into_iter().find_map(|c| c.element())?;
+    let root: Element = document
+        .root()
+        .children()
+        .into_iter()
+        .find_map(|c| c.element())?;
     let context = Context::new();
     match xpath.evaluate(&context, root).ok()? {
         Value::Nodeset(nodes) if nodes.size() > 0 => Some(

@@ -67,8 +67,7 @@ impl AtomicFile {
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
-        tokio::fs::set_permissions(&self.temp, std::fs::Permissions::from_mode(self.mode))
-            .await?;
+        tokio::fs::set_permissions(&self.temp, std::fs::Permissions::from_mode(self.mode)).await?;
         tokio::fs::rename(&self.temp, &self.target).await?;
         if let Some(dir) = self.target.parent() {
             File::open(dir).await?.sync_all().await?;
@@ -116,7 +115,9 @@ mod tests {
     async fn an_uncommitted_file_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut f = AtomicFile::create(dir.path(), "x.bin", 0o600).await.unwrap();
+            let mut f = AtomicFile::create(dir.path(), "x.bin", 0o600)
+                .await
+                .unwrap();
             f.file_mut().write_all(b"partial").await.unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -126,7 +127,10 @@ mod tests {
     async fn names_with_separators_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["../x", "a/b", "..", ""] {
-            assert!(AtomicFile::create(dir.path(), bad, 0o600).await.is_err(), "{bad}");
+            assert!(
+                AtomicFile::create(dir.path(), bad, 0o600).await.is_err(),
+                "{bad}"
+            );
         }
     }
 }

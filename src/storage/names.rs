@@ -18,15 +18,16 @@ pub fn safe_file_name(untrusted: &str) -> Option<String> {
     let mapped: String = last
         .chars()
         .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '(' | ')' | ',' | '@')
-            {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '(' | ')' | ',' | '@') {
                 c
             } else {
                 '_'
             }
         })
         .collect();
-    let trimmed = mapped.trim_start_matches(['.', '_', '-']).trim_end_matches('.');
+    let trimmed = mapped
+        .trim_start_matches(['.', '_', '-'])
+        .trim_end_matches('.');
     if trimmed.is_empty() || trimmed.chars().all(|c| c == '_') {
         return None;
     }
@@ -76,7 +77,10 @@ mod tests {
             Some("x")
         );
         assert_eq!(safe_file_name("/etc/passwd").as_deref(), Some("passwd"));
-        assert_eq!(safe_file_name("..\\..\\boot.ini").as_deref(), Some("boot.ini"));
+        assert_eq!(
+            safe_file_name("..\\..\\boot.ini").as_deref(),
+            Some("boot.ini")
+        );
         assert_eq!(safe_file_name(".bashrc").as_deref(), Some("bashrc"));
         assert_eq!(safe_file_name(".."), None);
         assert_eq!(safe_file_name("../"), None);

@@ -238,10 +238,7 @@ mod tests {
             0o400
         );
         assert!(store.verify(&a.rel_path, 5, &a.sha256).unwrap());
-        assert_eq!(
-            fs::read_dir(dir.path().join(INCOMING)).unwrap().count(),
-            0
-        );
+        assert_eq!(fs::read_dir(dir.path().join(INCOMING)).unwrap().count(), 0);
     }
 
     #[tokio::test]
@@ -249,7 +246,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         store.prepare().unwrap();
-        let (mut file, rel) = store.create_report("1234", "html.html", 0o600).await.unwrap();
+        let (mut file, rel) = store
+            .create_report("1234", "html.html", 0o600)
+            .await
+            .unwrap();
         use tokio::io::AsyncWriteExt;
         file.file_mut().write_all(b"<html/>").await.unwrap();
         file.commit().await.unwrap();
@@ -260,6 +260,11 @@ mod tests {
         std::mem::forget(partial);
         assert_eq!(store.remove_temporaries().unwrap(), 1);
         assert!(store.abs(&rel).exists());
-        assert!(store.create_report("../x", "a", 0o600).await.is_ok_and(|(_, r)| r == "reports/x/a"));
+        assert!(
+            store
+                .create_report("../x", "a", 0o600)
+                .await
+                .is_ok_and(|(_, r)| r == "reports/x/a")
+        );
     }
 }
