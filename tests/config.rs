@@ -5,6 +5,9 @@
 //! Every test runs inside `figment::Jail` (a temporary working directory and an environment
 //! restored afterwards, one jail at a time), because the environment is process-wide.
 
+// `Jail::expect_with` fixes the closure's error type to `figment::Error`, which is large.
+#![allow(clippy::result_large_err)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
