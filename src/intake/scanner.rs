@@ -508,7 +508,19 @@ async fn take(
         })
         .await?
     };
-    let (staged, after) = staged.with_context(|| format!("cannot copy {shown} into quarantine"))?;
+    let (staged, after) = match staged {
+        Ok(done) => done,
+        // Our side is out of space or read-only: every other file would fail the same way.
+        Err(e) if is_local_resource_error(&e) => {
+            return Err(e).with_context(|| format!("cannot copy {shown} into quarantine"));
+        }
+        // Most likely this one source (e.g. an I/O error reading it): the others go on, and
+        // this file is tried again on the next scan.
+        Err(e) => {
+            tracing::warn!(name = %shown, error = %e, "cannot copy into quarantine; will retry");
+            return Ok(0);
+        }
+    };
     let after = Stamp::of(&after);
     if after != before || staged.size != before.size {
         // Written to while we copied: the copy may mix old and new bytes. The staged copy stays
@@ -545,6 +557,13 @@ async fn take(
         stamp: before,
     });
     Ok(1)
+}
+
+fn is_local_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EMFILE | libc::ENFILE)
+    )
 }
 
 fn open_source(path: &Path) -> io::Result<(File, Metadata)> {

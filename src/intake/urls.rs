@@ -37,7 +37,7 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
                 interval
             }
             Err(e) => {
-                backoff = (backoff * 2).clamp(interval, Duration::from_secs(30));
+                backoff = (backoff * 2).clamp(interval, interval.max(Duration::from_secs(30)));
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64,
                     "url queue pass failed");
                 backoff
