@@ -22,7 +22,7 @@
 //! | item `queued` | normal scheduling | none |
 //! | item `submitting`, attempt outcome NULL (crash after the intent commit, maybe mid-request) | rescheduled to `now + reconcile_grace`; [`reconcile`] searches every attempt key: found → adopted, not found → `queued` with a new key (no attempt consumed: the crash was not the item's fault) | 1 extra submission if the server's search lags beyond the grace period |
 //! | item `submitting`, attempt `unknown` (lost reply) | the same; the attempt counts | as above |
-//! | item `submitting`, attempt `chunked_pending` with a submission id | [`reconcile`] asks `submission/info`: still `accepted` without analyses (chunks missing) → `submission/delete`, then a new attempt; anything else → adopted | none (a complete upload whose reply was lost may be deleted and sent again) |
+//! | item `submitting`, attempt `chunked_pending` with a submission id | [`reconcile`] asks `submission/info`: no analyses yet (chunks missing) → `submission/delete`, then a new attempt; anything else → adopted | none (a complete upload whose reply was lost may be deleted and sent again) |
 //! | item `submitted` | polling resumes when due (claims carry a lease, so a crash only delays it) | 1 extra poll |
 //! | poll saw `finished`, crash before the commit | polled again | 1 extra poll |
 //! | report `downloading` (its `.part` file is removed by the daemon through the store) | back to `pending`, downloaded again | re-transfer |

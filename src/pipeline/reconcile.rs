@@ -5,8 +5,8 @@
 //! lease after a crash, shortened to the grace period by [`super::recover`]):
 //!
 //! 1. Attempts with a recorded submission id (chunked uploads record it before the first
-//!    chunk) are asked about with `submission/info`. Still `accepted` without analyses while
-//!    the attempt never confirmed all chunks → the dangling submission is deleted
+//!    chunk) are asked about with `submission/info`. No analyses while the attempt never
+//!    confirmed all chunks (`chunked_pending`) → the dangling submission is deleted
 //!    (`submission/delete`). Anything further along → adopted with that submission id.
 //! 2. Every other attempt key the item has used is searched: `analysis/search` for
 //!    `jbxd:<key>`, keeping only hits whose `comments` really carry that exact key (search is
@@ -240,9 +240,14 @@ async fn by_submission_id(
         Err(e) => return Err(e),
     };
     let analyses = submission.analyses.clone().unwrap_or_default();
-    let incomplete = attempt.outcome.as_deref() == Some("chunked_pending")
-        && submission.status.as_deref() == Some("accepted")
-        && analyses.is_empty();
+    // A chunked upload we never saw complete, with no analysis to show: its chunks did not
+    // all arrive. (Real servers keep it `accepted`; the simulator, like some servers, may
+    // even call a chunked submission without chunks `finished` with no analyses — adopting
+    // that would record an empty result for a real sample.)
+    let incomplete = matches!(
+        attempt.outcome.as_deref(),
+        Some("chunked_pending" | "unknown")
+    ) && analyses.is_empty();
     if incomplete {
         match app.client.submission_delete(id).await {
             Ok(()) => {}

@@ -256,7 +256,9 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         // The incomplete submission is still on the server (its id is on the attempt row):
         // reconciliation deletes it before anything is sent again.
         warn!(item = item.id, %submission_id, error = %detail, "chunked upload failed and its submission could not be deleted");
-        db::items::mark_unknown_outcome(&app.db, item.id, key, &detail, at(grace(app))).await?;
+        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", None, Some(&detail))
+            .await?;
+        db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, at(grace(app))).await?;
         return Ok(());
     }
     let attempts = item.attempts.max(0) as u32;
