@@ -1,4 +1,4 @@
-//! The `jbxd` binary: parse the command line, set up logging, run, exit.
+//! The `jbxd` binary: parse the command line, run (which sets up logging), exit.
 
 use std::process::ExitCode;
 
@@ -6,6 +6,5 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = jbxd::cli::Cli::parse();
-    jbxd::cli::init_tracing(cli.verbose);
     jbxd::cli::run(cli)
 }

@@ -10,7 +10,10 @@
 //! | 1 | Failed (every item failed, or the single action failed) |
 //! | 2 | usage error (clap's own, and bad submission parameters) |
 //! | 3 | Partially Successful (some items failed) |
-//! | 78 | configuration error (no API key, unreadable key file, bad URL, ...) |
+//! | 78 | configuration error (no API key, unreadable key file, bad URL, bad config file, ...) |
+//!
+//! `jbxd run` is the exception: it hands the process to [`daemon::main`](crate::daemon::main),
+//! which installs its own logging and returns its own exit code.
 
 mod args;
 mod commands;
@@ -19,6 +22,7 @@ mod error;
 mod output;
 mod progress;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +46,12 @@ pub struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace); overrides JBXD_LOG.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// The daemon's configuration file (`run`, `config check` and the operator commands,
+    /// which find the database through its `data_dir`). A missing default file means the
+    /// built-in defaults [default: /etc/jbxd/jbxd.toml]
+    #[arg(long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -71,15 +81,32 @@ pub enum Command {
     Analysis(commands::analysis::AnalysisCommand),
     /// Run the Joe Sandbox API simulator until Ctrl-C or SIGTERM.
     Simulate(commands::simulate::SimulateArgs),
-    /// Start a simulator, submit a few samples and URLs to it, wait for the verdicts and
-    /// download their reports: a self-contained tour that runs offline in seconds.
+    /// Start the simulator and the daemon on a temporary data directory, drop a few samples
+    /// and queue a few URLs, and show their verdicts and reports: an offline tour in seconds.
     Demo(commands::demo::DemoArgs),
+    /// The daemon: drop folder and URL queue in, verdicts and reports out (until SIGTERM).
+    Run,
+    /// The daemon's configuration.
+    #[command(subcommand)]
+    Config(commands::config_check::ConfigCommand),
+    /// What the daemon is doing: items by state, URL queue, reports, health, pauses, the
+    /// oldest pending item and recent errors (from its database).
+    Status,
+    /// The daemon's URL queue.
+    #[command(subcommand)]
+    Queue(commands::queue::QueueCommand),
+    /// Query the daemon's verdict index and show the stored report paths.
+    Reports(Box<commands::reports::ReportsArgs>),
+    /// Send failed items back to work (failed → queued, or submitted when already submitted).
+    Retry(commands::retry::RetryArgs),
 }
 
 /// Shared state of one command invocation.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub connection: ConnectionArgs,
+    /// `--config FILE`; `None` = the default file (missing = defaults).
+    pub config_file: Option<PathBuf>,
     pub json: bool,
     /// Draw progress bars: only when stderr is a terminal, so logs and pipes stay clean.
     pub progress: bool,
@@ -113,14 +140,11 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-/// Runs a parsed command line to completion and returns the process exit code.
+/// Runs a parsed command line to completion and returns the process exit code. Sets up the
+/// CLI's logging (`-v`, `JBXD_LOG`) for every command except `run`, whose bootstrap installs
+/// the configured subscriber itself.
 pub fn run(cli: Cli) -> ExitCode {
     use std::io::IsTerminal;
-    let context = Context {
-        connection: cli.connection,
-        json: cli.json,
-        progress: std::io::stderr().is_terminal() && !cli.json,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,6 +154,22 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
+    };
+    if let Command::Run = cli.command {
+        let opts = crate::daemon::DaemonOptions {
+            load: crate::config::LoadOptions {
+                config_file: cli.config,
+                overrides: Vec::new(),
+            },
+        };
+        return runtime.block_on(crate::daemon::main(opts));
+    }
+    init_tracing(cli.verbose);
+    let context = Context {
+        connection: cli.connection,
+        config_file: cli.config,
+        json: cli.json,
+        progress: std::io::stderr().is_terminal() && !cli.json,
     };
     let result = runtime.block_on(dispatch(&context, cli.command));
     match result {
@@ -151,6 +191,15 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Analysis(command) => commands::analysis::run(context, command).await,
         Command::Simulate(args) => commands::simulate::run(args).await,
         Command::Demo(args) => commands::demo::run(context, args).await,
+        // Started by `run` above, before the CLI's logging; never reaches here.
+        Command::Run => Err(CliError::Failed(anyhow::anyhow!(
+            "`jbxd run` is started by cli::run"
+        ))),
+        Command::Config(command) => commands::config_check::run(context, command),
+        Command::Status => commands::status::run(context).await,
+        Command::Queue(command) => commands::queue::run(context, command).await,
+        Command::Reports(args) => commands::reports::run(context, *args).await,
+        Command::Retry(args) => commands::retry::run(context, args).await,
     }
 }
 

@@ -1,5 +1,12 @@
-//! `jbxd demo`: the whole client round trip against an embedded simulator, offline, in seconds.
-//! The README's first command, so it must work on a fresh checkout with no configuration.
+//! `jbxd demo`: the daemon's whole job, offline, in seconds. The README's first command, so it
+//! must work on a fresh checkout with no configuration, no account and no network.
+//!
+//! It starts the simulator on a free loopback port and the daemon (in-process, the same
+//! `daemon::run` as `jbxd run`) on a data directory of its own, drops three sample files into
+//! the drop folder the proper way (written under a temporary name, then renamed in), queues
+//! three URLs in `url_queue`, shows progress until every item is in a terminal state, stops
+//! the daemon cleanly and prints the verdict table and the stored report paths. The data
+//! directory is kept so the reports (and `jbxd.db`) can be opened afterwards.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,40 +14,65 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::api::types::{Analysis, Submission};
-use crate::api::{ApiKey, ClientSettings, JoeClient, SubmissionParams};
-use crate::cli::output::{ItemFailure, print_json, verdict_table};
+use crate::app::App;
+use crate::cli::output::{cell, print_json, table};
 use crate::cli::{CliError, Context, Outcome};
+use crate::daemon::{self, Notifier, RunOptions};
+use crate::db::{self, Db, Item};
 use crate::simulator::{SimConfig, Simulator};
+use crate::testing;
 
-use super::Jobs;
-use super::download::{Request, Saved, create_out_dir, download_all, saved_table};
-use super::submit::{Submitted, Target, submit_all};
-use super::test_connection::{self, Verdict};
+use super::reports::{AnalysisWithReports, report_table, with_reports};
 
-/// Report types the demo fetches for every analysis.
-const DEMO_TYPES: &[&str] = &["html", "irjsonfixed", "xml"];
-const DEMO_URLS: &[&str] = &["https://example.com/", "http://malware.example/evil"];
-const POLL_EVERY: Duration = Duration::from_millis(500);
-const DEADLINE: Duration = Duration::from_secs(60);
+/// The URLs queued: one clean, one malicious and one suspicious by the simulator's rules.
+const DEMO_URLS: &[&str] = &[
+    "https://example.com/",
+    "http://malware.example/evil",
+    "https://phish.example/login",
+];
+/// One clean file and two that the simulator's verdict rules recognise by their markers.
+const DEMO_FILES: &[(&str, &[u8])] = &[
+    ("notes.txt", b"Meeting notes: nothing to see here.\n"),
+    ("invoice.exe", b"MZ demo payload JBXD-MALICIOUS\n"),
+    ("macro.doc", b"document with a macro JBXD-SUSPICIOUS\n"),
+];
+/// How long a simulated analysis takes.
+const ANALYSIS_SECONDS: u64 = 3;
+/// Every item must be done by then.
+const DEADLINE: Duration = Duration::from_secs(90);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to put the reports (default: a new directory under the system's temp dir, kept
-    /// after the demo so you can open them).
+    /// The demo's directory (data directory `DIR/data` with `jbxd.db` and the reports, drop
+    /// folder `DIR/drop`). Default: a new directory under the system's temp dir, kept after
+    /// the demo so you can open the reports.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
 
-/// The `--json` document of the demo.
+/// One item of the demo with its analyses and their reports (`--json`).
+#[derive(Debug, Serialize)]
+struct DemoItem {
+    id: i64,
+    kind: String,
+    name: String,
+    state: String,
+    error: Option<String>,
+    note: Option<String>,
+    duplicate_of: Option<i64>,
+    analyses: Vec<AnalysisWithReports>,
+}
+
+/// The `--json` document.
 #[derive(Debug, Serialize)]
 struct DemoDocument<'a> {
-    connection: &'a test_connection::Report,
-    submissions: &'a [Submitted],
-    analyses: &'a [Analysis],
-    reports: &'a [Saved],
-    errors: &'a [ItemFailure],
+    data_dir: &'a Path,
+    drop_dir: &'a Path,
+    database: PathBuf,
+    items: &'a [DemoItem],
 }
 
 pub async fn run(context: &Context, args: DemoArgs) -> Result<Outcome, CliError> {
@@ -48,153 +80,293 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Outcome, CliError>
 }
 
 async fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
-    let scratch = tempfile::Builder::new()
-        .prefix("jbxd-demo-")
+    let root = match args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir
+        }
+        None => tempfile::Builder::new()
+            .prefix("jbxd-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?
+            .keep(),
+    };
+    // The simulator's uploads are its own business: removed when the demo ends.
+    let sim_dir = tempfile::Builder::new()
+        .prefix("jbxd-demo-simulator-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let config = SimConfig {
-        analysis_seconds: 3,
-        data_dir: Some(scratch.path().join("simulator")),
+    let sim = Simulator::start(SimConfig {
+        analysis_seconds: ANALYSIS_SECONDS,
+        api_key: testing::TEST_API_KEY.to_owned(),
+        data_dir: Some(sim_dir.path().to_owned()),
         ..SimConfig::default()
-    };
-    let api_key = config.api_key.clone();
-    let sim = Simulator::start(config)
+    })
+    .await
+    .context("cannot start the simulator")?;
+    eprintln!("simulator listening on {}", sim.api_url());
+
+    let mut config = testing::fast_config(&root, &sim.api_url());
+    // Long enough for the demo's own writes; short enough not to be noticed.
+    config.intake.settle_ms = 300;
+    for dir in [&config.data_dir, &config.drop_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let db = Db::open(&config.db_path())
         .await
-        .context("cannot start the simulator")?;
-    note(
-        context,
-        &format!("simulator listening on {}", sim.api_url()),
-    );
+        .context("cannot open the demo database")?;
+    // Items of an earlier demo in the same --out directory are not this run's business.
+    let baseline = db::items::list(&db, 1)
+        .await?
+        .first()
+        .map_or(0, |item| item.id);
+    let client = testing::client_for(&config);
+    let app = App::new(config.clone(), db.clone(), client);
+    app.store
+        .prepare()
+        .context("cannot prepare the storage tree")?;
+    eprintln!("daemon data directory {}", config.data_dir.display());
+    eprintln!("drop folder {}", config.drop_dir.display());
 
-    let mut settings = ClientSettings::new(sim.api_url(), ApiKey::new(&api_key)?);
-    settings.accept_tac = true;
-    let client = JoeClient::new(settings)?;
-
-    let connection = test_connection::test(&client).await;
-    note(context, &connection.message);
-    if connection.verdict != Verdict::Ok {
-        bail!(
-            "the demo cannot reach its own simulator: {}",
-            connection.message
-        );
-    }
-
-    let samples = write_samples(&scratch.path().join("samples"))?;
-    let mut targets: Vec<Target> = samples.into_iter().map(Target::File).collect();
-    targets.extend(DEMO_URLS.iter().map(|url| Target::Url((*url).to_owned())));
-    let jobs = Jobs { jobs: 4 };
-    let (submitted, mut errors) =
-        submit_all(&client, &SubmissionParams::new(), targets, jobs, context).await;
-    for row in &submitted {
-        note(
-            context,
-            &format!(
-                "submitted {} as submission {}",
-                row.target, row.submission_id
-            ),
-        );
-    }
-
-    note(context, "waiting for the analyses to finish ...");
-    let finished = wait_until_finished(&client, &submitted).await?;
-    let analyses: Vec<Analysis> = finished
-        .iter()
-        .flat_map(|s| s.analyses.clone().unwrap_or_default())
-        .collect();
-
-    let out = match args.out {
-        Some(dir) => dir,
-        None => scratch.path().with_file_name(format!(
-            "{}-reports",
-            scratch
-                .path()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "jbxd-demo".to_owned())
-        )),
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        notifier: Notifier::disabled(),
+        stop_timeout: Duration::from_secs(5),
+        ..RunOptions::default()
     };
-    create_out_dir(&out).await?;
-    let requests = analyses
-        .iter()
-        .flat_map(|analysis| {
-            DEMO_TYPES.iter().map(|report_type| Request {
-                webid: analysis.webid.clone(),
-                report_type: (*report_type).to_owned(),
-                run: None,
-            })
-        })
-        .collect();
-    let (reports, download_errors) =
-        download_all(&client, requests, &out, jobs, context.progress).await;
-    errors.extend(download_errors);
+    let mut daemon = tokio::spawn(daemon::run(app.clone(), cancel.clone(), options));
+
+    let fed = feed(&config.drop_dir, &db).await;
+    let waited = match fed {
+        Ok(()) => wait_for_items(&db, baseline, &mut daemon).await,
+        Err(error) => Err(error),
+    };
+    // Stop the daemon cleanly whatever happened: it checkpoints and closes the database.
+    cancel.cancel();
+    let stopped = if daemon.is_finished() {
+        None
+    } else {
+        Some(daemon.await)
+    };
+    sim.shutdown().await;
+    waited?;
+    match stopped {
+        Some(Ok(Ok(()))) | None => {}
+        Some(Ok(Err(error))) => bail!("the daemon failed while stopping: {error:#}"),
+        Some(Err(error)) => bail!("the daemon task failed: {error}"),
+    }
+    eprintln!("daemon stopped");
+
+    // Read back the way an operator would: the existing database, never migrated.
+    let db = Db::open_existing(&config.db_path()).await?;
+    let items = collect(&db, &config.data_dir, baseline).await?;
+    let database = db.path().to_owned();
+    db.close().await;
 
     if context.json {
         print_json(&DemoDocument {
-            connection: &connection,
-            submissions: &submitted,
-            analyses: &analyses,
-            reports: &reports,
-            errors: &errors,
+            data_dir: &config.data_dir,
+            drop_dir: &config.drop_dir,
+            database,
+            items: &items,
         })?;
     } else {
-        println!("{}", verdict_table(&analyses));
-        println!("{}", saved_table(&reports));
-        println!("reports are in {}", out.display());
+        println!("{}", verdict_table(&items));
+        println!(
+            "{}",
+            report_table(items.iter().flat_map(|item| &item.analyses))
+        );
+        println!("reports and database are in {}", config.data_dir.display());
+        println!(
+            "try: jbxd status, jbxd reports, jbxd analysis search --xpath \
+             \"detection[malicious='true']\" (with a jbxd.toml whose data_dir = \"{}\")",
+            config.data_dir.display()
+        );
     }
-    for error in &errors {
-        eprintln!("{}", error.line());
-    }
-    sim.shutdown().await;
-    Ok(if errors.is_empty() {
-        Outcome::success()
-    } else {
-        Outcome::failure()
+    let done = items
+        .iter()
+        .filter(|item| matches!(item.state.as_str(), "done" | "duplicate"))
+        .count();
+    Ok(Outcome {
+        succeeded: done,
+        failed: items.len() - done,
     })
 }
 
-/// Progress notes go to stderr so that stdout holds only the results.
-fn note(context: &Context, text: &str) {
-    if !context.json {
-        eprintln!("{text}");
+/// Drops the sample files (temporary name, then rename: the scanner takes only complete files)
+/// and queues the URLs (as any producer would: a row in `url_queue`).
+async fn feed(drop_dir: &Path, db: &Db) -> anyhow::Result<()> {
+    for (name, content) in DEMO_FILES {
+        let temp = drop_dir.join(format!(".{name}.tmp"));
+        std::fs::write(&temp, content)
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        let path = drop_dir.join(name);
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("cannot rename {} into place", temp.display()))?;
+        eprintln!("dropped {}", path.display());
     }
+    for url in DEMO_URLS {
+        let id = db::url_queue::insert(db, url, None).await?;
+        eprintln!("queued {url} (url_queue row {id})");
+    }
+    Ok(())
 }
 
-/// One clean file and two that the simulator's verdict rules recognise by their markers.
-fn write_samples(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let samples: [(&str, &[u8]); 3] = [
-        ("notes.txt", b"Meeting notes: nothing to see here.\n"),
-        ("invoice.exe", b"MZ demo payload JBXD-MALICIOUS\n"),
-        ("macro.doc", b"document with a macro JBXD-SUSPICIOUS\n"),
-    ];
-    samples
-        .iter()
-        .map(|(name, content)| {
-            let path = dir.join(name);
-            std::fs::write(&path, content)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(path)
-        })
-        .collect()
+/// This run's items (ids above `baseline`), oldest first.
+async fn new_items(db: &Db, baseline: i64) -> anyhow::Result<Vec<Item>> {
+    let mut items: Vec<Item> = db::items::list(db, 10_000)
+        .await?
+        .into_iter()
+        .filter(|item| item.id > baseline)
+        .collect();
+    items.reverse();
+    Ok(items)
 }
 
-/// Polls `submission/info` until every submission is finished.
-async fn wait_until_finished(
-    client: &JoeClient,
-    submitted: &[Submitted],
-) -> anyhow::Result<Vec<Submission>> {
+/// Prints a progress line every second until every dropped file and queued URL is an item in
+/// a terminal state; fails with what is stuck after [`DEADLINE`] or if the daemon stops.
+async fn wait_for_items(
+    db: &Db,
+    baseline: i64,
+    daemon: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let expected = DEMO_FILES.len() + DEMO_URLS.len();
     let started = Instant::now();
+    let mut last_line = String::new();
     loop {
-        let mut all = Vec::with_capacity(submitted.len());
-        for row in submitted {
-            all.push(client.submission_info(&row.submission_id).await?);
+        let items = new_items(db, baseline).await?;
+        let line = progress_line(&items);
+        let secs = started.elapsed().as_secs();
+        if line != last_line || secs.is_multiple_of(5) {
+            eprintln!("[{secs:>3} s] {line}");
+            last_line = line;
         }
-        if all.iter().all(Submission::is_finished) {
-            return Ok(all);
+        if items.len() >= expected && items.iter().all(|item| item.state.is_terminal()) {
+            return Ok(());
+        }
+        if daemon.is_finished() {
+            match daemon.await {
+                Ok(Ok(())) => bail!("the daemon stopped before the items were done"),
+                Ok(Err(error)) => bail!("the daemon failed: {error:#}"),
+                Err(error) => bail!("the daemon task failed: {error}"),
+            }
         }
         if started.elapsed() > DEADLINE {
-            bail!("the simulator did not finish the analyses within {DEADLINE:?}");
+            bail!(
+                "not every item was done within {} s: {}",
+                DEADLINE.as_secs(),
+                stuck(&items, expected)
+            );
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        tokio::time::sleep(PROGRESS_EVERY).await;
     }
+}
+
+/// `items 6: queued 1, submitted 4, done 1`.
+fn progress_line(items: &[Item]) -> String {
+    let counts: Vec<String> = db::ItemState::ALL
+        .iter()
+        .map(|state| {
+            (
+                state,
+                items.iter().filter(|item| item.state == *state).count(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(state, n)| format!("{} {n}", state.as_str()))
+        .collect();
+    if counts.is_empty() {
+        "waiting for the daemon to take the files and URLs".to_owned()
+    } else {
+        format!("items {}: {}", items.len(), counts.join(", "))
+    }
+}
+
+/// What keeps the demo from finishing.
+fn stuck(items: &[Item], expected: usize) -> String {
+    let mut parts: Vec<String> = items
+        .iter()
+        .filter(|item| !item.state.is_terminal())
+        .map(|item| {
+            let why = item
+                .error
+                .as_deref()
+                .or(item.note.as_deref())
+                .map(|text| format!(" ({text})"))
+                .unwrap_or_default();
+            format!(
+                "item {} {} is still {}{why}",
+                item.id,
+                item.name,
+                item.state.as_str()
+            )
+        })
+        .collect();
+    if items.len() < expected {
+        parts.push(format!(
+            "only {} of {expected} files and URLs became items",
+            items.len()
+        ));
+    }
+    parts.join("; ")
+}
+
+async fn collect(db: &Db, data_dir: &Path, baseline: i64) -> anyhow::Result<Vec<DemoItem>> {
+    let mut out = Vec::new();
+    for item in new_items(db, baseline).await? {
+        let analyses = db::analyses::for_item(db, item.id).await?;
+        out.push(DemoItem {
+            analyses: with_reports(db, data_dir, analyses).await?,
+            id: item.id,
+            kind: item.kind,
+            name: item.name,
+            state: item.state.as_str().to_owned(),
+            error: item.error,
+            note: item.note,
+            duplicate_of: item.duplicate_of,
+        });
+    }
+    Ok(out)
+}
+
+/// One line per item and analysis: what the `verdicts` view shows.
+fn verdict_table(items: &[DemoItem]) -> comfy_table::Table {
+    let mut out = table(&[
+        "item",
+        "kind",
+        "file/URL",
+        "state",
+        "webid",
+        "detection",
+        "score",
+        "threat name",
+    ]);
+    for item in items {
+        let head = [
+            item.id.to_string(),
+            item.kind.clone(),
+            item.name.clone(),
+            item.state.clone(),
+        ];
+        if item.analyses.is_empty() {
+            let why = item.error.clone().or(item.note.clone()).unwrap_or_default();
+            out.add_row(head.clone().into_iter().chain([
+                String::new(),
+                why,
+                String::new(),
+                String::new(),
+            ]));
+        }
+        for entry in &item.analyses {
+            let a = &entry.analysis;
+            out.add_row(head.clone().into_iter().chain([
+                a.webid.clone(),
+                cell(a.detection.as_deref()),
+                cell(a.score),
+                cell(a.threatname.as_deref()),
+            ]));
+        }
+    }
+    out
 }

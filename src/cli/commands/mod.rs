@@ -2,11 +2,17 @@
 
 pub mod account;
 pub mod analysis;
+pub mod config_check;
 pub mod demo;
 pub mod download;
+pub mod operator;
+pub mod queue;
+pub mod reports;
+pub mod retry;
 pub mod search;
 pub mod server;
 pub mod simulate;
+pub mod status;
 pub mod submission;
 pub mod submit;
 pub mod test_connection;

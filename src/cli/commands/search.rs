@@ -1,12 +1,17 @@
-//! `jbxd analysis search`: free text or structured filters. `--xpath` is parsed but answered
-//! with "not available" until the local report index exists.
+//! `jbxd analysis search`: free text or structured filters (sent to the server), or `--xpath`
+//! (evaluated locally over the XML reports the daemon stored; see `index::xpath`).
 
 use clap::{ArgGroup, Args};
 
-use crate::api::SearchQuery;
-use crate::cli::output::{print_json, verdict_table};
-use crate::cli::{CliError, Context, Outcome};
+use serde::Serialize;
 
+use crate::api::SearchQuery;
+use crate::cli::output::{cell, print_json, table, verdict_table};
+use crate::cli::{CliError, Context, Outcome};
+use crate::db::AnalysisRow;
+use crate::index::xpath::{self as index_xpath, XPathError};
+
+use super::operator::{absolute, db_failed, open};
 use super::single_failure;
 
 /// Structured filters, one flag per `analysis/search` parameter.
@@ -44,7 +49,8 @@ pub struct SearchArgs {
     #[arg(long, short = 'q', value_name = "TEXT", conflicts_with_all = FILTER_ARGS)]
     pub query: Option<String>,
 
-    /// XPath over the stored reports (needs the local report index).
+    /// XPath 1.0 over the XML reports the daemon stored (relative to the report root, e.g.
+    /// `fileinfo[sha256='...']`); reads the daemon's database (`--config`), not the server.
     #[arg(long, value_name = "EXPR", conflicts_with = "query", conflicts_with_all = FILTER_ARGS)]
     pub xpath: Option<String>,
 
@@ -129,13 +135,8 @@ impl SearchArgs {
 }
 
 pub async fn run(context: &Context, args: SearchArgs) -> Result<Outcome, CliError> {
-    if args.xpath.is_some() {
-        // Checked before connecting: the answer does not depend on the server.
-        return Err(CliError::Failed(anyhow::anyhow!(
-            "XPath search is not available yet: it runs over the local report index, which \
-             the jbxd daemon maintains (not part of this build); use --query or the \
-             structured filters (--sha256, --detection, ...) instead"
-        )));
+    if let Some(expr) = &args.xpath {
+        return xpath(context, expr).await;
     }
     let client = context.client()?;
     match client.analysis_search(&args.to_query()).await {
@@ -151,4 +152,66 @@ pub async fn run(context: &Context, args: SearchArgs) -> Result<Outcome, CliErro
         }
         Err(error) => Ok(single_failure("Search", &error)),
     }
+}
+
+/// One analysis whose stored XML report matched (`--json`).
+#[derive(Debug, Serialize)]
+struct XPathHit {
+    #[serde(flatten)]
+    analysis: AnalysisRow,
+    /// The matching report, absolute.
+    report: String,
+    /// What the expression selected, as text (the first few nodes).
+    selected: Vec<String>,
+}
+
+/// `--xpath`: local, needs the daemon's database, never the server or the API key. A broken
+/// expression is a usage error (exit 2) found before anything is opened.
+async fn xpath(context: &Context, expr: &str) -> Result<Outcome, CliError> {
+    index_xpath::compile_check(expr).map_err(|e| CliError::Usage(format!("--xpath: {e}")))?;
+    let (config, db) = open(context).await?;
+    let found = index_xpath::search_reports(&db, &config.data_dir, expr).await;
+    db.close().await;
+    let hits: Vec<XPathHit> = match found {
+        Ok(matches) => matches
+            .into_iter()
+            .map(|m| XPathHit {
+                report: absolute(&config.data_dir, &m.report_path)
+                    .display()
+                    .to_string(),
+                analysis: m.analysis,
+                selected: m.selected,
+            })
+            .collect(),
+        Err(error @ XPathError::Invalid { .. }) => {
+            return Err(CliError::Usage(format!("--xpath: {error}")));
+        }
+        Err(XPathError::Db(error)) => return Err(db_failed(error)),
+    };
+    if context.json {
+        print_json(&hits)?;
+    } else if hits.is_empty() {
+        eprintln!("no stored XML report matches");
+    } else {
+        let mut out = table(&[
+            "webid",
+            "detection",
+            "score",
+            "threat name",
+            "file/URL",
+            "report",
+        ]);
+        for hit in &hits {
+            out.add_row(vec![
+                hit.analysis.webid.clone(),
+                cell(hit.analysis.detection.as_deref()),
+                cell(hit.analysis.score),
+                cell(hit.analysis.threatname.as_deref()),
+                cell(hit.analysis.filename.as_deref()),
+                hit.report.clone(),
+            ]);
+        }
+        println!("{out}");
+    }
+    Ok(Outcome::success())
 }
