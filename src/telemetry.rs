@@ -47,9 +47,13 @@ pub fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     let mut filter = EnvFilter::builder()
         .parse(&spec)
         .map_err(|e| TelemetryError::Filter(format!("`{spec}`: {e}")))?;
+    // Only ever quieter: with a filter of `error`, `sqlx=warn` would make sqlx louder.
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|max| max > tracing::level_filters::LevelFilter::WARN);
     for directive in QUIET {
         let target = directive.split('=').next().unwrap_or_default();
-        if !spec.contains(target) {
+        if verbose && !spec.contains(target) {
             filter = filter.add_directive(directive.parse().expect("static directive"));
         }
     }
@@ -136,6 +140,8 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!f.contains("tokio_cron_scheduler=warn"), "{f}");
+        let f = filter("error").unwrap().to_string();
+        assert!(!f.contains("sqlx=warn"), "{f}");
         assert!(filter("info,=[").is_err());
     }
 

@@ -461,6 +461,17 @@ fn config_check_output_shows_the_key_source_never_the_key() {
         let back = load_config(&file_opts(jail.directory().join("printed.toml"))).unwrap();
         assert_eq!(back.config, loaded.loaded.config);
 
+        // `check` (what `jbxd config check` prints), with the key from the environment.
+        let plain = write_config(jail, "");
+        jail.set_env("JBX_API_KEY", SENTINEL);
+        let printed = jbxd::config::check(&file_opts(plain)).unwrap();
+        assert!(!printed.contains(SENTINEL), "{printed}");
+        assert!(
+            printed.contains("# key = [set from environment variable JBX_API_KEY]"),
+            "{printed}"
+        );
+        assert!(printed.contains("# warning: the API key comes from the environment"));
+
         // Nor does the client's Debug output contain it.
         let settings = client_settings(&loaded.loaded.config, loaded.api_key.clone());
         assert!(!format!("{settings:?}").contains(SENTINEL));

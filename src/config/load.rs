@@ -833,6 +833,18 @@ pub fn client_settings(config: &Config, api_key: ApiKey) -> ClientSettings {
     s
 }
 
+/// `jbxd config check`: loads and validates exactly as `jbxd run` would (API key included)
+/// and returns the effective configuration as TOML, key redacted. Print the text on stdout
+/// and exit 0; on `Err`, print the error and exit with [`ConfigError::exit_code`] (78).
+pub fn check(opts: &LoadOptions) -> Result<String, ConfigError> {
+    let loaded = load(opts)?;
+    let mut text = redacted_toml(&loaded.loaded, Some(&loaded.key_source));
+    for warning in &loaded.loaded.warnings {
+        text.push_str(&format!("# warning: {warning}\n"));
+    }
+    Ok(text)
+}
+
 /// The effective configuration as TOML for `jbxd config check`: every key, unset optional
 /// keys commented out, non-default values annotated with their source, and the API key shown
 /// only as `[set from <source>]`.

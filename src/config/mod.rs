@@ -12,7 +12,7 @@ mod load;
 
 pub use load::{
     CREDENTIAL_NAME, ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, KeySource, LoadOptions, Loaded,
-    LoadedWithKey, client_settings, load, load_config, redacted_toml, resolve_api_key,
+    LoadedWithKey, check, client_settings, load, load_config, redacted_toml, resolve_api_key,
     validate_schedule,
 };
 

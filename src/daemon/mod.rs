@@ -473,15 +473,28 @@ async fn status_loop(app: App, notifier: Notifier, interval: Duration, stop: Can
     }
 }
 
-/// Why a watchdog ping is withheld now, if it is.
-async fn stall_reason(app: &App, probe_timeout: Duration, stall_after: Duration) -> Option<String> {
+/// Why a watchdog ping is withheld now, if it is: (what stalls, a readable message). The
+/// first part stays the same while the same thing stalls, so it is logged once.
+async fn stall_reason(
+    app: &App,
+    probe_timeout: Duration,
+    stall_after: Duration,
+) -> Option<(String, String)> {
     match tokio::time::timeout(probe_timeout, app.db.write_probe()).await {
         Ok(Ok(_)) => {}
-        Ok(Err(error)) => return Some(format!("database write probe failed: {error}")),
+        Ok(Err(error)) => {
+            return Some((
+                "database".into(),
+                format!("database write probe failed: {error}"),
+            ));
+        }
         Err(_) => {
-            return Some(format!(
-                "database write lock not obtained within {} ms",
-                probe_timeout.as_millis()
+            return Some((
+                "database".into(),
+                format!(
+                    "database write lock not obtained within {} ms",
+                    probe_timeout.as_millis()
+                ),
             ));
         }
     }
@@ -492,9 +505,12 @@ async fn stall_reason(app: &App, probe_timeout: Duration, stall_after: Duration)
         .into_iter()
         .find(|(_, beat)| now.saturating_sub(*beat) > limit)
         .map(|(worker, beat)| {
-            format!(
-                "worker `{worker}` has shown no progress for {} s",
-                now.saturating_sub(beat) / 1000
+            (
+                format!("worker {worker}"),
+                format!(
+                    "worker `{worker}` has shown no progress for {} s",
+                    now.saturating_sub(beat) / 1000
+                ),
             )
         })
 }
@@ -530,11 +546,11 @@ async fn watchdog(
                 }
                 notifier.notify(&[NotifyState::Watchdog]);
             }
-            Some(reason) => {
-                if withheld.as_deref() != Some(reason.as_str()) {
+            Some((what, reason)) => {
+                if withheld.as_deref() != Some(what.as_str()) {
                     tracing::error!(%reason, "stalled; withholding the watchdog ping");
                 }
-                withheld = Some(reason);
+                withheld = Some(what);
             }
         }
     }
