@@ -194,8 +194,7 @@ async fn case_101_cancel_sends_stopping_at_once_and_work_resumes_after_restart()
         wait_until(Duration::from_secs(8), || async {
             item_states(&env.app.db)
                 .await
-                .iter()
-                .any(|s| *s == ItemState::Submitted)
+                .contains(&ItemState::Submitted)
         })
         .await,
         "some item reaches submitted"
