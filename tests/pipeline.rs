@@ -420,14 +420,41 @@ async fn case_8_search_lagging_beyond_the_grace_period_costs_at_most_one_recorde
         .faults()
         .add(rule("submission/new", Fault::ResetAfterBody, 1));
     let id = add_url(app, "https://example.com/eight", None).await;
+    // The lost submission stays invisible to search through reconciliation ...
+    submit::run_once(app).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    reconcile::run_once(app).await.unwrap();
+    let i = item(app, id).await;
+    assert_eq!((i.state, i.attempts), (ItemState::Queued, 1), "{i:?}");
+    // The retry waits for its backoff (at most `retry_cap_secs` = 1 s in tests).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while item(app, id).await.state == ItemState::Queued && Instant::now() < deadline {
+        submit::run_once(app).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(item(app, id).await.state, ItemState::Submitted);
+    // ... and shows up by the time the second one finished.
+    env.sim.advance_clock(Duration::from_secs(3601));
     drive_to_end(app).await;
     let i = item(app, id).await;
     assert_eq!(i.state, ItemState::Done, "{i:?}");
     assert_eq!(env.sim.accepted_submissions().len(), 2, "one extra at most");
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("not_found"));
+    assert_eq!(attempts[0].outcome.as_deref(), Some("accepted"));
+    assert!(
+        attempts[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("duplicate submission"),
+        "{attempts:?}"
+    );
     assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert!(
+        i.note.as_deref().unwrap().contains("duplicate submission"),
+        "{i:?}"
+    );
     // Reports are downloaded once: for the analysis of the followed submission only.
     let analyses = db::analyses::for_item(&app.db, id).await.unwrap();
     assert_eq!(analyses.len(), 1);

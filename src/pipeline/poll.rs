@@ -208,8 +208,20 @@ async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result
             })
         })
         .collect();
-    if !errors.is_empty() {
-        db::pipeline::set_note(&app.db, item.id, &errors.join("; ")).await?;
+    let mut notes = errors;
+    if let Some(duplicates) = late_duplicates(app, item).await {
+        notes.push(duplicates.trim_start_matches("; ").to_owned());
+    }
+    if !notes.is_empty() {
+        // Kept after what the item already says (e.g. how it was adopted).
+        let note = item
+            .note
+            .iter()
+            .cloned()
+            .chain(notes)
+            .collect::<Vec<_>>()
+            .join("; ");
+        db::pipeline::set_note(&app.db, item.id, &note).await?;
     }
     info!(
         item = item.id,
@@ -221,6 +233,39 @@ async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result
         app.wake.download.notify_one();
     }
     Ok(())
+}
+
+/// Catalog 8: when reconciliation found nothing for an attempt (its search lagged) and the
+/// item was submitted again, the earlier submission may exist after all. By the time the
+/// analysis finished the search has usually caught up, so the earlier keys are looked up once
+/// more; what turns up is recorded (not linked to the item, so its reports are not downloaded
+/// twice) and named in the item's note. Best effort: a failed lookup is only logged.
+async fn late_duplicates(app: &App, item: &Item) -> Option<String> {
+    let attempts = db::items::attempts_of(&app.db, item.id).await.ok()?;
+    let mut found = Vec::new();
+    for attempt in attempts
+        .iter()
+        .filter(|a| a.outcome.as_deref() == Some("not_found") && a.submission_id.is_none())
+    {
+        match super::reconcile::by_key(app, &attempt.attempt_key).await {
+            Ok(Some(analyses)) => found.push((attempt.attempt_key.clone(), analyses)),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(item = item.id, %error, "looking up earlier attempts failed");
+                return None;
+            }
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    match super::reconcile::record_duplicates(app, &found).await {
+        Ok(note) => Some(note),
+        Err(error) => {
+            warn!(item = item.id, error = %format!("{error:#}"), "recording a duplicate submission failed");
+            None
+        }
+    }
 }
 
 fn records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRecord> {

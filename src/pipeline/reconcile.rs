@@ -15,7 +15,9 @@
 //!    without (the poller then follows the analyses, see the module docs of `pipeline`).
 //! 3. Nothing found and the grace period since the last attempt started has passed → back to
 //!    `queued`; the next claim uses a new key (n + 1). Only a search lagging beyond the grace
-//!    period can make that a second submission (catalog 8); the older key stays on record.
+//!    period can make that a second submission (catalog 8). The older key is looked up once
+//!    more when the item's analysis finishes ([`super::poll`]); a submission found then is
+//!    recorded as a duplicate (attempt detail and item note), its reports not downloaded.
 //!
 //! Nothing is ever resubmitted blindly: a failed search leaves the item `submitting` and
 //! tries again later.
@@ -164,7 +166,7 @@ async fn reconcile_one(app: &App, item: Item) -> anyhow::Result<()> {
 
 /// Records analyses of a duplicate submission without linking them to the item (their
 /// reports are not downloaded twice); returns the text for the item's note.
-async fn record_duplicates(
+pub(crate) async fn record_duplicates(
     app: &App,
     duplicates: &[(String, Vec<Analysis>)],
 ) -> anyhow::Result<String> {
@@ -277,7 +279,7 @@ async fn db_note(app: &App, key: &str, outcome: &str, detail: &str) {
 }
 
 /// Searches for analyses whose comments carry exactly `jbxd:<key>`.
-async fn by_key(app: &App, key: &str) -> Result<Option<Vec<Analysis>>, ApiError> {
+pub(crate) async fn by_key(app: &App, key: &str) -> Result<Option<Vec<Analysis>>, ApiError> {
     let marker = format!("jbxd:{key}");
     let hits = app
         .client
