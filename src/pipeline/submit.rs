@@ -343,6 +343,8 @@ async fn with_lease<T>(app: &App, item_id: i64, work: impl Future<Output = T>) -
         tokio::select! {
             out = &mut work => return out,
             _ = renew.tick() => {
+                // A long upload is progress, not a hang: keep the watchdog fed too.
+                app.heartbeats.beat("submit");
                 let until = at(lease);
                 if let Err(error) = db::pipeline::extend_lease(&app.db, item_id, ItemState::Submitting, until).await {
                     warn!(item = item_id, error = %error, "could not renew the submission lease");
