@@ -634,13 +634,39 @@ async fn search_with_both_query_and_xpath_or_with_neither_is_a_usage_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn search_by_xpath_is_reported_as_not_available_yet() {
+async fn search_by_xpath_reads_the_local_index_and_never_the_server() {
     let h = Harness::start().await;
+    // A data_dir the daemon never ran in: the command says so instead of asking the server.
+    let config = h.path("jbxd.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", h.path("data").to_str().unwrap()),
+    )
+    .unwrap();
     let run = h
-        .run(&["analysis", "search", "--xpath", "//malicious"])
+        .run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "analysis",
+            "search",
+            "--xpath",
+            "//malicious",
+        ])
         .await;
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("not available"), "{run:?}");
+    assert!(run.stderr.contains("no database at"), "{run:?}");
+    let broken = h
+        .run(&[
+            "--config",
+            config.to_str().unwrap(),
+            "analysis",
+            "search",
+            "--xpath",
+            "//malicious[",
+        ])
+        .await;
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert!(broken.stderr.contains("//malicious["), "{broken:?}");
     assert!(
         h.sim
             .request_log()
@@ -766,7 +792,7 @@ async fn sample_download_is_stored_read_only_and_never_executable() {
     assert_eq!(mode, 0o400);
 }
 
-// ---- simulate and demo --------------------------------------------------------------------
+// ---- simulate (the demo is tested in operator_cli.rs) ------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_serves_the_api_until_sigterm() {
@@ -806,31 +832,4 @@ async fn simulate_serves_the_api_until_sigterm() {
         .expect("simulate stops after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn demo_runs_offline_and_downloads_three_reports_per_analysis() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("reports");
-    let run = run_jbxd(
-        &["--json", "demo", "--out", out.to_str().unwrap()],
-        &[],
-        Some(dir.path()),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
-    let doc = run.json();
-    assert_eq!(doc["connection"]["verdict"], "ok");
-    assert_eq!(doc["submissions"].as_array().unwrap().len(), 5);
-    let analyses = doc["analyses"].as_array().unwrap();
-    let detections: Vec<&str> = analyses
-        .iter()
-        .filter_map(|a| a["detection"].as_str())
-        .collect();
-    assert!(
-        detections.contains(&"malicious") && detections.contains(&"suspicious"),
-        "{doc}"
-    );
-    assert_eq!(doc["reports"].as_array().unwrap().len(), analyses.len() * 3);
-    assert_eq!(files_below(&out).len(), analyses.len() * 3);
 }

@@ -126,6 +126,7 @@ async fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
     app.store
         .prepare()
         .context("cannot prepare the storage tree")?;
+    let operator_config = write_operator_config(&root, &config);
     eprintln!("daemon data directory {}", config.data_dir.display());
     eprintln!("drop folder {}", config.drop_dir.display());
 
@@ -178,11 +179,13 @@ async fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
             report_table(items.iter().flat_map(|item| &item.analyses))
         );
         println!("reports and database are in {}", config.data_dir.display());
-        println!(
-            "try: jbxd status, jbxd reports, jbxd analysis search --xpath \
-             \"detection[malicious='true']\" (with a jbxd.toml whose data_dir = \"{}\")",
-            config.data_dir.display()
-        );
+        if let Some(file) = &operator_config {
+            println!(
+                "look around: jbxd --config {} status  (or: reports, analysis search --xpath \
+                 \"detection[malicious='true']\")",
+                file.display()
+            );
+        }
     }
     let done = items
         .iter()
@@ -192,6 +195,23 @@ async fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
         succeeded: done,
         failed: items.len() - done,
     })
+}
+
+/// Writes `DIR/jbxd.toml` naming the demo's directories, so that the operator commands can be
+/// tried on the result (`jbxd --config DIR/jbxd.toml status`). Best effort: `None` when the
+/// paths are not UTF-8 or the file cannot be written.
+fn write_operator_config(root: &Path, config: &crate::config::Config) -> Option<PathBuf> {
+    // A JSON string is a valid TOML basic string (same escapes).
+    let quote = |path: &Path| path.to_str().and_then(|p| serde_json::to_string(p).ok());
+    let text = format!(
+        "# Written by `jbxd demo`: the demo's directories, for the operator commands.\n\
+         data_dir = {}\ndrop_dir = {}\n",
+        quote(&config.data_dir)?,
+        quote(&config.drop_dir)?
+    );
+    let path = root.join("jbxd.toml");
+    std::fs::write(&path, text).ok()?;
+    Some(path)
 }
 
 /// Drops the sample files (temporary name, then rename: the scanner takes only complete files)

@@ -1,0 +1,795 @@
+//! The operator commands of the `jbxd` binary (`run`, `config check`, `status`, `queue add`,
+//! `reports`, `retry`, `analysis search --xpath`, `demo`) against data directories built the
+//! way they are in production: by the daemon itself (run in-process against the simulator) or
+//! through the `db` functions it uses. Each test writes a `jbxd.toml` naming its `data_dir`
+//! and passes `--config`; the binary runs with a scrubbed environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jbxd::daemon::{self, Notifier, RunOptions};
+use jbxd::db::url_queue::{self, Applied, UrlDecision};
+use jbxd::db::{self, Db, ItemState};
+use jbxd::simulator::SimConfig;
+use jbxd::testing::{TEST_API_KEY, TestEnv, wait_until};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Variables that would change what the binary does if the host happened to set them.
+const HOST_ENV: &[&str] = &[
+    "JBX_API_URL",
+    "JBX_API_KEY",
+    "JBX_ACCEPT_TAC",
+    "JBXD_LOG",
+    "RUST_LOG",
+    "CREDENTIALS_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+];
+
+const MALICIOUS: &[u8] = b"MZ payload JBXD-MALICIOUS\n";
+const CLEAN: &[u8] = b"nothing to see here\n";
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Runs the binary with only `env` on top of a scrubbed host environment.
+async fn jbxd(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
+    command.args(args);
+    for name in HOST_ENV {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().await.expect("jbxd runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Writes `dir/jbxd.toml` with these directories (and `extra` lines) and returns its path.
+fn write_config(dir: &Path, data_dir: &Path, drop_dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("jbxd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\ndrop_dir = {:?}\n{extra}",
+            data_dir.to_str().unwrap(),
+            drop_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Drops a file the proper way: written under a temporary name, then renamed in.
+fn drop_file(drop_dir: &Path, name: &str, content: &[u8]) {
+    let temp = drop_dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, content).unwrap();
+    std::fs::rename(&temp, drop_dir.join(name)).unwrap();
+}
+
+/// A data directory the daemon filled: a clean and a malicious file and one URL, all done.
+struct Finished {
+    env: TestEnv,
+    config: PathBuf,
+    malicious_sha256: String,
+    malicious_webid: String,
+    clean_item: i64,
+}
+
+impl Finished {
+    fn config(&self) -> &str {
+        self.config.to_str().unwrap()
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.env.app.config.data_dir
+    }
+
+    /// The database, opened again (the daemon closed its handle when it stopped).
+    async fn db(&self) -> Db {
+        Db::open_existing(&self.env.app.config.db_path())
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs the daemon in-process until every item is done, then stops it.
+async fn finished_run() -> Finished {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        notifier: Notifier::disabled(),
+        ..RunOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(env.app.clone(), cancel.clone(), options));
+    drop_file(env.drop_dir(), "clean.txt", CLEAN);
+    drop_file(env.drop_dir(), "evil.exe", MALICIOUS);
+    url_queue::insert(&env.app.db, "https://example.com/", None)
+        .await
+        .unwrap();
+    let db = env.app.db.clone();
+    let done = wait_until(Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            let items = db::items::list(&db, 10).await.unwrap();
+            items.len() == 3 && items.iter().all(|i| i.state == ItemState::Done)
+        }
+    })
+    .await;
+    let items = db::items::list(&env.app.db, 10).await.unwrap();
+    assert!(done, "the daemon did not finish: {items:#?}");
+    let evil = items.iter().find(|i| i.name == "evil.exe").unwrap();
+    let malicious_webid = db::analyses::for_item(&env.app.db, evil.id).await.unwrap()[0]
+        .webid
+        .clone();
+    let clean_item = items.iter().find(|i| i.name == "clean.txt").unwrap().id;
+    let malicious_sha256 = evil.sha256.clone().unwrap();
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    let config = write_config(
+        env.dir.path(),
+        &env.app.config.data_dir,
+        &env.app.config.drop_dir,
+        "",
+    );
+    Finished {
+        env,
+        config,
+        malicious_sha256,
+        malicious_webid,
+        clean_item,
+    }
+}
+
+/// A fresh, migrated database in `dir/data` (as the daemon leaves it on its first start) and
+/// the configuration naming it.
+async fn empty_data_dir(dir: &Path) -> (Db, PathBuf) {
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let db = Db::open_in(&data_dir).await.unwrap();
+    let config = write_config(dir, &data_dir, &dir.join("drop"), "");
+    (db, config)
+}
+
+/// A URL item created the way intake creates it.
+async fn url_item(db: &Db, url: &str) -> i64 {
+    let row = url_queue::insert(db, url, None).await.unwrap();
+    let decision = UrlDecision::Accept {
+        url: url.to_owned(),
+        params: None,
+        force: false,
+    };
+    match url_queue::apply(db, &[(row, decision)], 0).await.unwrap()[0] {
+        Applied::Queued(item) => item,
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- status -------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_counts_a_finished_run_by_state_in_text_and_json() {
+    let f = finished_run().await;
+    let run = jbxd(&["--config", f.config(), "status", "--json"], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    assert_eq!(doc["items"]["done"], 3, "{doc}");
+    assert_eq!(doc["items"]["queued"], 0, "{doc}");
+    assert_eq!(doc["url_queue"]["done"], 1, "{doc}");
+    assert_eq!(doc["reports"]["stored"], 9, "{doc}");
+    assert!(doc["oldest_pending"].is_null(), "{doc}");
+    assert_eq!(doc["recent_errors"], serde_json::json!([]));
+    assert_eq!(doc["pauses"], serde_json::json!([]));
+    let checks: Vec<&str> = doc["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(checks.contains(&"database"), "{doc}");
+
+    let text = jbxd(&["--config", f.config(), "status"], &[]).await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stdout.contains("items:     done 3"), "{text:?}");
+    assert!(text.stdout.contains("reports:   stored 9"), "{text:?}");
+    assert!(text.stdout.contains("oldest pending: none"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_pauses_the_oldest_pending_item_and_recent_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    let failed = url_item(&db, "https://failed.example/").await;
+    db::items::fail(&db, failed, "gave up after 5 attempts: HTTP 503")
+        .await
+        .unwrap();
+    let pending = url_item(&db, "https://pending.example/").await;
+    db::health::set_state(
+        &db,
+        "pause:maintenance",
+        r#"{"reason":"maintenance","detail":"server/online says false","since":"2026-01-01T00:00:00.000Z"}"#,
+    )
+    .await
+    .unwrap();
+    db.close().await;
+
+    let run = jbxd(
+        &["--config", config.to_str().unwrap(), "--json", "status"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    assert_eq!(doc["items"]["failed"], 1, "{doc}");
+    assert_eq!(doc["items"]["queued"], 1, "{doc}");
+    assert_eq!(doc["url_queue"]["failed"], 1, "{doc}");
+    assert_eq!(doc["oldest_pending"]["id"], pending, "{doc}");
+    assert!(doc["oldest_pending"]["age_secs"].as_i64().unwrap() >= 0);
+    assert_eq!(doc["recent_errors"][0]["id"], failed, "{doc}");
+    assert_eq!(
+        doc["recent_errors"][0]["error"],
+        "gave up after 5 attempts: HTTP 503"
+    );
+    assert_eq!(doc["pauses"][0]["reason"], "maintenance", "{doc}");
+    assert_eq!(doc["pauses"][0]["detail"], "server/online says false");
+
+    let text = jbxd(&["--config", config.to_str().unwrap(), "status"], &[]).await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout
+            .contains("Joe Sandbox is offline for maintenance"),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("HTTP 503"), "{text:?}");
+    assert!(
+        text.stdout
+            .contains(&format!("oldest pending: item {pending}")),
+        "{text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_a_database_says_to_start_the_daemon_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = write_config(dir.path(), &data_dir, &dir.path().join("drop"), "");
+    let run = jbxd(&["--config", config.to_str().unwrap(), "status"], &[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no database at"), "{run:?}");
+    assert!(run.stderr.contains("jbxd run"), "{run:?}");
+    assert!(!data_dir.join("jbxd.db").exists());
+}
+
+// ---- queue add ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_add_inserts_rows_with_params_and_force_as_the_daemon_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    let run = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "queue",
+            "add",
+            "https://one.example/",
+            "https://two.example/path?q=1",
+            "--param",
+            "systems=w10x64",
+            "--param",
+            "analysis-time=120",
+            "--force",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    let ids: Vec<i64> = doc["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{doc}");
+    let rows = url_queue::fetch_new(&db, 10).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows[1].url.as_deref().unwrap(),
+        "https://two.example/path?q=1"
+    );
+    // The daemon's own parser reads the params column back as given.
+    let parsed = jbxd::intake::params::parse(rows[0].params.as_deref()).unwrap();
+    assert!(parsed.force);
+    assert_eq!(parsed.params.systems, ["w10x64"]);
+
+    let text = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "queue",
+            "add",
+            "https://three.example/",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stdout.contains("https://three.example/"), "{text:?}");
+    assert_eq!(url_queue::fetch_new(&db, 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_add_refuses_a_bad_url_without_quoting_it_and_queues_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    let run = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "queue",
+            "add",
+            "https://good.example/",
+            "https://user:hunter2@bad.example/",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("URL #2 refused: credentials in URL"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("hunter2"), "{run:?}");
+    assert!(url_queue::fetch_new(&db, 10).await.unwrap().is_empty());
+
+    let bad_param = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "queue",
+            "add",
+            "https://good.example/",
+            "--param",
+            "analysis-time=soon",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(bad_param.code, 2, "{bad_param:?}");
+    assert!(bad_param.stderr.contains("analysis-time"), "{bad_param:?}");
+    assert!(url_queue::fetch_new(&db, 10).await.unwrap().is_empty());
+}
+
+// ---- reports ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_filter_by_sha256_and_detection_and_show_stored_paths_that_exist() {
+    let f = finished_run().await;
+    let run = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "--json",
+            "reports",
+            "--sha256",
+            &f.malicious_sha256.to_uppercase(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    let analyses = doc.as_array().unwrap();
+    assert_eq!(analyses.len(), 1, "{doc}");
+    assert_eq!(analyses[0]["webid"], f.malicious_webid.as_str());
+    assert_eq!(analyses[0]["detection"], "malicious");
+    let reports = analyses[0]["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 3, "{doc}");
+    for report in reports {
+        assert_eq!(report["state"], "stored", "{report}");
+        let path = Path::new(report["path"].as_str().unwrap());
+        assert!(
+            path.is_absolute() && path.starts_with(f.data_dir()),
+            "{report}"
+        );
+        assert!(path.is_file(), "{report}");
+    }
+
+    let clean = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "--json",
+            "reports",
+            "--detection",
+            "clean",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(clean.code, 0, "{clean:?}");
+    let doc = clean.json();
+    let hits = doc.as_array().unwrap();
+    assert!(hits.iter().any(|a| a["item_id"] == f.clean_item), "{doc}");
+    assert!(hits.iter().all(|a| a["detection"] == "clean"), "{doc}");
+
+    let text = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "reports",
+            "--detection",
+            "malicious",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stdout.contains(&f.malicious_webid), "{text:?}");
+    let xml = f
+        .data_dir()
+        .join("reports")
+        .join(&f.malicious_webid)
+        .join("xml.xml");
+    assert!(
+        text.stdout.contains(xml.to_str().unwrap()),
+        "{text:?} should name {}",
+        xml.display()
+    );
+
+    let none = jbxd(
+        &["--config", f.config(), "reports", "--since", "2999-01-01"],
+        &[],
+    )
+    .await;
+    assert_eq!(none.code, 0, "{none:?}");
+    assert!(none.stderr.contains("no analyses found"), "{none:?}");
+    let bad_date = jbxd(
+        &["--config", f.config(), "reports", "--since", "yesterday"],
+        &[],
+    )
+    .await;
+    assert_eq!(bad_date.code, 2, "{bad_date:?}");
+}
+
+// ---- retry --------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_sends_a_failed_item_back_to_the_queue_and_refuses_a_done_one() {
+    let f = finished_run().await;
+    let db = f.db().await;
+    let failed = url_item(&db, "https://retry.example/").await;
+    db::items::fail(&db, failed, "gave up").await.unwrap();
+    let done = f.clean_item;
+
+    let run = jbxd(&["--config", f.config(), "retry", &failed.to_string()], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("queued"), "{run:?}");
+    let item = db::items::get(&db, failed).await.unwrap().unwrap();
+    assert_eq!(item.state, ItemState::Queued);
+    assert_eq!(item.error, None);
+
+    let refused = jbxd(&["--config", f.config(), "retry", &done.to_string()], &[]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("item {done} is done, not failed")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        db::items::get(&db, done).await.unwrap().unwrap().state,
+        ItemState::Done
+    );
+
+    // Several ids: one retried, one unknown: partially successful.
+    db::items::fail(&db, failed, "gave up again").await.unwrap();
+    let mixed = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "--json",
+            "retry",
+            &failed.to_string(),
+            "9999",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(mixed.code, 3, "{mixed:?}");
+    let doc = mixed.json();
+    assert_eq!(doc["data"][0]["id"], failed, "{doc}");
+    assert_eq!(doc["data"][0]["state"], "queued", "{doc}");
+    assert_eq!(doc["errors"][0]["message"], "item 9999 does not exist");
+}
+
+// ---- config check and run -----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_prints_the_effective_config_and_never_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &dir.path().join("drop"),
+        "[poll]\nmax_interval_secs = 45\n",
+    );
+    let run = jbxd(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[("JBX_API_KEY", TEST_API_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains(TEST_API_KEY), "{run:?}");
+    assert!(!run.stderr.contains(TEST_API_KEY), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("# key = [set from environment variable JBX_API_KEY]"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("max_interval_secs = 45"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains(dir.path().join("data").to_str().unwrap()),
+        "{run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_names_an_unknown_key_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &dir.path().join("drop"),
+        "[poll]\nmax_intervall_secs = 45\n",
+    );
+    let run = jbxd(
+        &["--config", config.to_str().unwrap(), "config", "check"],
+        &[("JBX_API_KEY", TEST_API_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 78, "{run:?}");
+    assert!(run.stderr.contains("poll.max_intervall_secs"), "{run:?}");
+    assert!(run.stderr.contains("unknown key"), "{run:?}");
+    assert!(!run.stderr.contains(TEST_API_KEY), "{run:?}");
+
+    // The operator commands read the same file and fail the same way.
+    let status = jbxd(&["--config", config.to_str().unwrap(), "status"], &[]).await;
+    assert_eq!(status.code, 78, "{status:?}");
+    assert!(status.stderr.contains("max_intervall_secs"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_a_bad_configuration_exits_78_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = write_config(
+        dir.path(),
+        &data_dir,
+        &dir.path().join("drop"),
+        "bogus = 1\n",
+    );
+    let run = jbxd(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("JBX_API_KEY", TEST_API_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 78, "{run:?}");
+    assert!(run.stderr.contains("bogus"), "{run:?}");
+    assert!(!data_dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_the_drop_folder_until_sigterm_and_status_sees_the_result() {
+    let sim = jbxd::simulator::Simulator::start(SimConfig {
+        api_key: TEST_API_KEY.into(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let drop_dir = dir.path().join("drop");
+    let config = write_config(
+        dir.path(),
+        &data_dir,
+        &drop_dir,
+        &format!(
+            "[api]\nurl = {:?}\naccept_tac = true\n[intake]\nsettle_ms = 200\n\
+             [poll]\nexpected_analysis_secs = 0\nmin_interval_secs = 0\nmax_interval_secs = 1\n\
+             [health]\nmin_free_disk_mb = 1\n",
+            sim.api_url()
+        ),
+    );
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
+    for name in HOST_ENV {
+        command.env_remove(name);
+    }
+    let child = command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("JBX_API_KEY", TEST_API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let db_path = data_dir.join("jbxd.db");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            drop_dir.is_dir() && db_path.exists()
+        })
+        .await,
+        "the daemon did not create its database"
+    );
+    drop_file(&drop_dir, "evil.exe", MALICIOUS);
+    let config_arg = config.to_str().unwrap().to_owned();
+    let finished = wait_until(Duration::from_secs(60), || {
+        let config_arg = config_arg.clone();
+        async move {
+            let run = jbxd(&["--config", &config_arg, "--json", "status"], &[]).await;
+            run.code == 0 && run.json()["items"]["done"] == 1
+        }
+    })
+    .await;
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the daemon stops after SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(finished, "the dropped file was not done: {stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(TEST_API_KEY), "{stderr}");
+}
+
+// ---- analysis search --xpath --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xpath_search_finds_the_malicious_sample_by_hash_and_by_verdict() {
+    let f = finished_run().await;
+    // No API key and no server: --xpath reads the local index only.
+    let by_hash = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "--json",
+            "analysis",
+            "search",
+            "--xpath",
+            &format!("fileinfo[sha256='{}']", f.malicious_sha256),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(by_hash.code, 0, "{by_hash:?}");
+    let hits = by_hash.json();
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["webid"], f.malicious_webid.as_str());
+    let report = Path::new(hits[0]["report"].as_str().unwrap());
+    assert!(
+        report.is_file() && report.starts_with(f.data_dir()),
+        "{hits:?}"
+    );
+
+    let by_verdict = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "--json",
+            "analysis",
+            "search",
+            "--xpath",
+            "detection[malicious='true']",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(by_verdict.code, 0, "{by_verdict:?}");
+    let doc = by_verdict.json();
+    let detections: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["detection"].as_str().unwrap())
+        .collect();
+    assert_eq!(detections, ["malicious"], "{doc}");
+
+    let table = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "analysis",
+            "search",
+            "--xpath",
+            "detection[malicious='true']",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.contains(&f.malicious_webid), "{table:?}");
+    assert!(table.stdout.contains("evil.exe"), "{table:?}");
+
+    let broken = jbxd(
+        &[
+            "--config",
+            f.config(),
+            "analysis",
+            "search",
+            "--xpath",
+            "fileinfo[",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert!(broken.stderr.contains("fileinfo["), "{broken:?}");
+}
+
+// ---- demo ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_the_daemon_offline_and_prints_a_malicious_verdict_with_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let run = jbxd(&["demo", "--out", out.to_str().unwrap()], &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("malicious"), "{run:?}");
+    assert!(run.stdout.contains("invoice.exe"), "{run:?}");
+    assert!(run.stdout.contains("https://example.com/"), "{run:?}");
+    assert!(run.stderr.contains("items 6: done 6"), "{run:?}");
+    let xml_reports: Vec<&str> = run
+        .stdout
+        .split(|c: char| c.is_whitespace() || c == '│' || c == '┆')
+        .filter(|word| word.ends_with("/xml.xml"))
+        .collect();
+    assert_eq!(xml_reports.len(), 6, "{run:?}");
+    for path in xml_reports {
+        assert!(Path::new(path).is_file(), "{path}");
+    }
+    // The operator commands work on what the demo left behind.
+    let status = jbxd(
+        &[
+            "--config",
+            out.join("jbxd.toml").to_str().unwrap(),
+            "--json",
+            "status",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(status.json()["items"]["done"], 6);
+}
