@@ -160,7 +160,10 @@ fn unknown_jbxd_variables_are_warned_about_not_fatal() {
         jail.clear_env();
         let path = write_config(jail, "");
         jail.set_env("JBXD_POLL__MAX_INTERVALL", "5");
+        // The simulator's own variables are not configuration and not warned about.
+        jail.set_env("JBXD_SIM_API_KEY", "sim-key");
         let loaded = load_config(&file_opts(path)).unwrap();
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(
             loaded
                 .warnings
@@ -456,6 +459,9 @@ fn config_check_output_shows_the_key_source_never_the_key() {
             "{text}"
         );
         assert!(text.contains("max_interval_secs = 60  # from"), "{text}");
+        // Values at their default carry no annotation.
+        assert!(text.contains("\nattempts = 3\n"), "{text}");
+        assert_eq!(text.matches("# from").count(), 5, "{text}");
         // The printed configuration is itself a valid configuration file.
         jail.create_file("printed.toml", &text)?;
         let back = load_config(&file_opts(jail.directory().join("printed.toml"))).unwrap();

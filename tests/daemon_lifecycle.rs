@@ -122,7 +122,9 @@ async fn case_100_status_then_ready_only_after_the_watch_is_in_place() {
     let mut sock = NotifySocket::bind(env.dir.path());
     let cancel = CancellationToken::new();
     let started = Instant::now();
-    let daemon = start(&env.app, &cancel, options(sock.notifier()));
+    // With the watchdog on: no ping may come before READY=1.
+    let notifier = sock.notifier().with_watchdog(Some(Duration::from_millis(200)));
+    let daemon = start(&env.app, &cancel, options(notifier));
 
     let ready = sock
         .wait_for("READY=1", Duration::from_secs(5))

@@ -30,8 +30,17 @@ pub const CREDENTIAL_NAME: &str = "jbx_api_key";
 /// `EX_CONFIG` from sysexits.h: every configuration error exits with it.
 pub const EXIT_CONFIG: u8 = 78;
 
-/// Environment variables with the `JBXD_` prefix that are not configuration keys.
-const NON_CONFIG_ENV: &[&str] = &["JBXD_LOG"];
+/// Environment variables with the `JBXD_` prefix that are not configuration keys (the log
+/// filter, the simulator's, the test and CI harness's); they are neither read nor warned about.
+const NON_CONFIG_ENV: &[&str] = &[
+    "JBXD_LOG",
+    "JBXD_WORK",
+    "JBXD_CRASHPOINT",
+    "JBXD_INTEROP_PYTHON",
+    "JBXD_REQUIRE_INTEROP",
+];
+/// Prefixes of further non-configuration variables.
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["JBXD_SIM_", "JBXD_TEST_"];
 
 /// What to load.
 #[derive(Debug, Clone, Default)]
@@ -206,14 +215,9 @@ pub fn load_config(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 
     let mut origins = BTreeMap::new();
     for key in leaf_keys(&serde_json::to_value(&config).expect("config serialises")) {
-        if let Some(md) = figment.find_metadata(&key)
-            && md.name != "Serialized defaults"
-            && !md.name.is_empty()
-        {
-            let origin = describe(&key);
-            if origin != "default" {
-                origins.insert(key, origin);
-            }
+        let origin = describe(&key);
+        if origin != "default" {
+            origins.insert(key, origin);
         }
     }
 
@@ -313,7 +317,10 @@ fn jbxd_env_layer(env: &[(String, String)], defaults: &Json) -> (Layer, Vec<Stri
         let Some(rest) = name.strip_prefix("JBXD_") else {
             continue;
         };
-        if NON_CONFIG_ENV.contains(&name.as_str()) || rest.is_empty() {
+        if NON_CONFIG_ENV.contains(&name.as_str())
+            || NON_CONFIG_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+            || rest.is_empty()
+        {
             continue;
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
@@ -456,7 +463,8 @@ fn describe_metadata(
                 None => path.display().to_string(),
             }
         }
-        _ if md.name.starts_with("Serialized") => "default".into(),
+        // Only the built-in defaults (`Serialized::defaults`) carry a source code location.
+        Some(figment::Source::Code(_)) => "default".into(),
         _ => {
             let keys: Vec<&str> = key.split('.').collect();
             format!("{} {}", md.name, md.interpolate(&Profile::Default, &keys))

@@ -306,6 +306,19 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
 
     let mut workers = Workers::new();
     spawn_workers(&mut workers, &app, &stop);
+
+    let status = status_line(&app).await;
+    notifier.notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    {
+        let (app, notifier, stop_token) = (app.clone(), notifier.clone(), stop.clone());
+        let interval = opts.status_interval;
+        workers.spawn("status", async move {
+            status_loop(app, notifier, interval, status, stop_token).await;
+            Ok(())
+        });
+    }
+    // Pings start after READY=1: systemd ignores earlier ones, and they would claim progress
+    // before there was any.
     if let Some(interval) = notifier.watchdog() {
         let (app, notifier, stop_token) = (app.clone(), notifier.clone(), stop.clone());
         let stall_after = opts.stall_after(&app);
@@ -314,17 +327,6 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
             Ok(())
         });
     }
-    {
-        let (app, notifier, stop_token) = (app.clone(), notifier.clone(), stop.clone());
-        let interval = opts.status_interval;
-        workers.spawn("status", async move {
-            status_loop(app, notifier, interval, stop_token).await;
-            Ok(())
-        });
-    }
-
-    let status = status_line(&app).await;
-    notifier.notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!(drop_dir = %app.config.drop_dir.display(), data_dir = %app.config.data_dir.display(), "ready");
 
     let fatal = tokio::select! {
@@ -456,9 +458,16 @@ pub async fn status_line(app: &App) -> String {
     parts.join("; ")
 }
 
-async fn status_loop(app: App, notifier: Notifier, interval: Duration, stop: CancellationToken) {
-    let mut last = String::new();
-    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+/// Refreshes `STATUS=` when the summary changes; `last` is what READY carried.
+async fn status_loop(
+    app: App,
+    notifier: Notifier,
+    interval: Duration,
+    mut last: String,
+    stop: CancellationToken,
+) {
+    let interval = interval.max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -527,7 +536,7 @@ async fn watchdog(
 ) {
     let period = (interval / 2).max(Duration::from_millis(50));
     let probe_timeout = period.min(Duration::from_secs(5));
-    let mut tick = tokio::time::interval(period);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut withheld: Option<String> = None;
     loop {
