@@ -254,4 +254,22 @@ mod tests {
         assert_eq!(cli.connection.retries, Some(1));
         assert!(cli.connection.accept_tac && cli.json);
     }
+
+    #[test]
+    fn the_config_file_may_go_before_or_after_the_operator_command() {
+        for args in [
+            &["jbxd", "run", "--config", "/tmp/j.toml"][..],
+            &["jbxd", "--config", "/tmp/j.toml", "run"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert!(matches!(cli.command, Command::Run));
+            assert_eq!(
+                cli.config.as_deref(),
+                Some(std::path::Path::new("/tmp/j.toml"))
+            );
+        }
+        let cli = Cli::try_parse_from(["jbxd", "status", "--json", "--config", "x.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Status) && cli.json);
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("x.toml")));
+    }
 }
