@@ -140,6 +140,17 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// Interactive commands die quietly on a closed pipe (`jbxd analysis list | head`) like other
+/// Unix tools, instead of panicking in `println!`. Rust ignores SIGPIPE by default; the daemon
+/// keeps it that way (a peer closing a socket must be an error, not a kill).
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal disposition to its default before any threads of ours write to
+    // stdout; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs a parsed command line to completion and returns the process exit code. Sets up the
 /// CLI's logging (`-v`, `JBXD_LOG`) for every command except `run`, whose bootstrap installs
 /// the configured subscriber itself.
@@ -164,6 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
         };
         return runtime.block_on(crate::daemon::main(opts));
     }
+    restore_default_sigpipe();
     init_tracing(cli.verbose);
     let context = Context {
         connection: cli.connection,
