@@ -123,7 +123,9 @@ async fn case_100_status_then_ready_only_after_the_watch_is_in_place() {
     let cancel = CancellationToken::new();
     let started = Instant::now();
     // With the watchdog on: no ping may come before READY=1.
-    let notifier = sock.notifier().with_watchdog(Some(Duration::from_millis(200)));
+    let notifier = sock
+        .notifier()
+        .with_watchdog(Some(Duration::from_millis(200)));
     let daemon = start(&env.app, &cancel, options(notifier));
 
     let ready = sock
@@ -551,4 +553,10 @@ async fn the_health_job_runs_on_schedule_and_status_lines_show_the_pause() {
 
     cancel.cancel();
     daemon.await.unwrap().unwrap();
+
+    // The job stopped with the daemon: no check runs any more.
+    let db = Db::open(&env.app.config.db_path()).await.unwrap();
+    let before = db::health::all(&db).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(db::health::all(&db).await.unwrap(), before);
 }

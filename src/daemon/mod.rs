@@ -329,24 +329,7 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     }
     tracing::info!(drop_dir = %app.config.drop_dir.display(), data_dir = %app.config.data_dir.display(), "ready");
 
-    let fatal = tokio::select! {
-        _ = cancel.cancelled() => None,
-        joined = workers.set.join_next_with_id() => Some(match joined {
-            Some(Ok((id, Ok(())))) => anyhow!("worker `{}` stopped unexpectedly", workers.name(id)),
-            Some(Ok((id, Err(error)))) => {
-                anyhow!("worker `{}` failed: {error:#}", workers.name(id))
-            }
-            Some(Err(error)) => {
-                let name = workers.name(error.id());
-                if error.is_panic() {
-                    anyhow!("worker `{name}` panicked")
-                } else {
-                    anyhow!("worker `{name}` was cancelled")
-                }
-            }
-            None => anyhow!("no workers are running"),
-        }),
-    };
+    let fatal = supervise(&cancel, &mut workers).await;
 
     notifier.notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     match &fatal {
@@ -397,6 +380,31 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     match fatal {
         None => Ok(()),
         Some(error) => Err(error),
+    }
+}
+
+/// Waits for a stop request (`None`) or the first worker to end, which is always a bug: a
+/// worker returning, failing or panicking is fatal (`Some`, naming it), and the daemon stops
+/// so systemd restarts it with clean state.
+async fn supervise(cancel: &CancellationToken, workers: &mut Workers) -> Option<anyhow::Error> {
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        joined = workers.set.join_next_with_id() => Some(match joined {
+            Some(Ok((id, Ok(())))) => anyhow!("worker `{}` stopped unexpectedly", workers.name(id)),
+            Some(Ok((id, Err(error)))) => {
+                anyhow!("worker `{}` failed: {error:#}", workers.name(id))
+            }
+            Some(Err(error)) => {
+                let name = workers.name(error.id());
+                // The panic payload is not repeated: it could carry anything a worker held.
+                if error.is_panic() {
+                    anyhow!("worker `{name}` panicked")
+                } else {
+                    anyhow!("worker `{name}` was cancelled")
+                }
+            }
+            None => anyhow!("no workers are running"),
+        }),
     }
 }
 
@@ -568,4 +576,36 @@ async fn watchdog(
 /// Where the database, lock and storage of a configuration live (for messages and tests).
 pub fn lock_path(config: &config::Config) -> PathBuf {
     config.data_dir.join(lock::LOCK_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn case_98_a_panicking_worker_is_fatal_and_named() {
+        let cancel = CancellationToken::new();
+        let mut workers = Workers::new();
+        let waiting = cancel.clone();
+        workers.spawn("patient", async move {
+            waiting.cancelled().await;
+            Ok(())
+        });
+        workers.spawn("faulty", async {
+            tokio::task::yield_now().await;
+            panic!("injected failure");
+        });
+        let error = supervise(&cancel, &mut workers).await.expect("fatal");
+        assert_eq!(error.to_string(), "worker `faulty` panicked");
+
+        let mut workers = Workers::new();
+        workers.spawn("quitter", async { Ok(()) });
+        let error = supervise(&cancel, &mut workers).await.expect("fatal");
+        assert_eq!(error.to_string(), "worker `quitter` stopped unexpectedly");
+
+        let mut workers = Workers::new();
+        workers.spawn("patient", std::future::pending());
+        cancel.cancel();
+        assert!(supervise(&cancel, &mut workers).await.is_none());
+    }
 }
