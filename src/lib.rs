@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod daemon;
 pub mod db;
 pub mod index;

@@ -587,8 +587,10 @@ async fn flush(app: &App, batch: &mut Vec<Taken>) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || store.sync_samples_dir())
         .await?
         .context("cannot sync the quarantine directory")?;
+    crate::crashpoint::hit("after_stage");
     let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
     let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;
+    crate::crashpoint::hit("after_record");
     for (t, (id, item_state)) in taken.iter().zip(&recorded) {
         tracing::info!(item_id = id, name = %t.file.name, sha256 = %t.file.sha256,
             size = t.file.size, state = item_state.as_str(), "file taken from the drop folder");

@@ -74,6 +74,7 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
     let window =
         i64::try_from(app.config.dedup.url_window_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
     let applied = url_queue::apply(&app.db, &decisions, window).await?;
+    crate::crashpoint::hit("after_url_claim");
     let mut queued = 0;
     for ((queue_id, decision), outcome) in decisions.iter().zip(&applied) {
         match (decision, outcome) {

@@ -115,7 +115,7 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
         .map_err(Failure::Local)?;
     // On error the atomic file is dropped here, which removes its temporary name.
     let summary = download
-        .write_to(file.file_mut(), |_| {})
+        .write_to(file.file_mut(), |_| crate::crashpoint::hit("mid_download"))
         .await
         .map_err(Failure::Api)?;
     file.commit().await.map_err(Failure::Local)?;
@@ -130,6 +130,7 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
 async fn download_one(app: &App, row: ReportRow) -> anyhow::Result<()> {
     match fetch(app, &row).await {
         Ok(stored) => {
+            crate::crashpoint::hit("after_report_rename");
             db::analyses::report_stored(
                 &app.db,
                 row.id,

@@ -187,6 +187,7 @@ async fn observe_analyses(app: &App, webids: &[String]) -> Result<Observed, ApiE
 async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result<()> {
     let records = records(analyses, item.submission_id.as_deref());
     let types = report_types(&app.config);
+    crate::crashpoint::hit("after_poll_finished");
     let mut state = db::items::record_finished(&app.db, item.id, &records, &types).await?;
     // Reports of these analyses may all be settled already (an analysis seen before):
     // then there is nothing left to wait for.

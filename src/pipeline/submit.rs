@@ -53,6 +53,7 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
     if claimed.is_empty() {
         return Ok(StepOutcome::Idle);
     }
+    crate::crashpoint::hit("after_submit_intent");
     let count = claimed.len();
     all_done(
         claimed
@@ -222,6 +223,7 @@ async fn submit_one(
 
     match with_lease(app, item.id, send(app, &item, &key, &params)).await {
         Ok(submission_id) => {
+            crate::crashpoint::hit("after_submit_response");
             db::items::mark_submitted(
                 &app.db,
                 item.id,
@@ -399,6 +401,18 @@ async fn send(
         .await?)
 }
 
+/// Upload progress for the `mid_upload` crash point: fires once bytes past the first chunk go
+/// out, i.e. after the server accepted chunk 1. `None` (no callback at all) in normal builds.
+fn mid_upload() -> Option<crate::api::Progress> {
+    cfg!(feature = "fault-injection").then(|| -> crate::api::Progress {
+        std::sync::Arc::new(|sent| {
+            if sent > crate::api::CHUNK_SIZE {
+                crate::crashpoint::hit("mid_upload");
+            }
+        })
+    })
+}
+
 async fn send_chunks(
     app: &App,
     item: &Item,
@@ -414,7 +428,8 @@ async fn send_chunks(
         let _ = app.client.submission_delete(id).await;
         return Err(error.into());
     }
-    match app.client.upload_chunks(chunked, path, None).await {
+    crate::crashpoint::hit("after_chunked_create");
+    match app.client.upload_chunks(chunked, path, mid_upload()).await {
         Ok(()) => Ok(id.clone()),
         Err(error) => {
             let deleted = match app.client.submission_delete(id).await {

@@ -105,6 +105,7 @@ impl Store {
                 sha1.update(&buf[..n]);
                 out.write_all(&buf[..n])?;
                 size += n as u64;
+                crate::crashpoint::hit("mid_copy");
             }
             out.sync_all()?;
             fs::set_permissions(&temp, fs::Permissions::from_mode(0o400))?;
