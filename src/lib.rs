@@ -16,3 +16,4 @@ pub mod simulator;
 pub mod storage;
 pub mod telemetry;
 pub mod testing;
+pub mod text;

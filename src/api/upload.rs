@@ -70,26 +70,7 @@ pub fn wire_file_name(name: &str) -> String {
     } else {
         cleaned
     };
-    truncate_keeping_extension(&cleaned, 255)
-}
-
-fn truncate_keeping_extension(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_owned();
-    }
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e)
-        .filter(|e| e.len() <= 16 && !e.is_empty());
-    let keep = max - ext.map_or(0, |e| e.len() + 1);
-    let mut cut = keep;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    match ext {
-        Some(ext) => format!("{}.{ext}", &name[..cut]),
-        None => name[..cut].to_owned(),
-    }
+    crate::text::truncate_keeping_extension(&cleaned, 255)
 }
 
 #[cfg(test)]

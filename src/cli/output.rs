@@ -116,17 +116,29 @@ pub fn failure_line(action: &str, status: Option<u16>, message: &str) -> String 
 
 /// The `--json` document of a multi-item command.
 #[derive(Debug, Serialize)]
-struct ItemsDocument<'a, T: Serialize> {
+struct ItemsDocument<'a, T: Serialize, F: Serialize> {
     data: &'a [T],
-    errors: &'a [ItemFailure],
+    errors: &'a [F],
+}
+
+/// A per-item failure of a multi-item command: serialised into the JSON `errors` array, and
+/// printed as one line on stderr.
+pub trait Failure: Serialize {
+    fn stderr_line(&self) -> &str;
+}
+
+impl Failure for ItemFailure {
+    fn stderr_line(&self) -> &str {
+        self.line()
+    }
 }
 
 /// Prints the result of a multi-item command — JSON document or table on stdout, one line per
 /// failure and the summary on stderr — and returns the outcome.
-pub fn finish_items<T: Serialize>(
+pub fn finish_items<T: Serialize, F: Failure>(
     context: &Context,
     data: &[T],
-    failures: &[ItemFailure],
+    failures: &[F],
     table: impl FnOnce(&[T]) -> Table,
 ) -> Result<Outcome, CliError> {
     if context.json {
@@ -138,7 +150,7 @@ pub fn finish_items<T: Serialize>(
         println!("{}", table(data));
     }
     for failure in failures {
-        eprintln!("{}", failure.line());
+        eprintln!("{}", failure.stderr_line());
     }
     let outcome = Outcome {
         succeeded: data.len(),

@@ -31,26 +31,7 @@ pub fn safe_file_name(untrusted: &str) -> Option<String> {
     if trimmed.is_empty() || trimmed.chars().all(|c| c == '_') {
         return None;
     }
-    Some(cap_length(trimmed))
-}
-
-fn cap_length(name: &str) -> String {
-    if name.len() <= MAX_NAME {
-        return name.to_owned();
-    }
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e)
-        .filter(|e| !e.is_empty() && e.len() <= 16);
-    let keep = MAX_NAME - ext.map_or(0, |e| e.len() + 1);
-    let mut cut = keep;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    match ext {
-        Some(ext) => format!("{}.{ext}", &name[..cut]),
-        None => name[..cut].to_owned(),
-    }
+    Some(crate::text::truncate_keeping_extension(trimmed, MAX_NAME))
 }
 
 #[cfg(test)]

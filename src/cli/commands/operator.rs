@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::connection::ConfigError as CliConfigError;
-use crate::cli::output::print_json;
 use crate::cli::{CliError, Context, Outcome};
 use crate::config::{self, Config, LoadOptions};
 use crate::db::{Db, DbError};
@@ -80,35 +79,19 @@ impl LocalFailure {
     }
 }
 
-#[derive(Serialize)]
-struct ItemsDocument<'a, T: Serialize> {
-    data: &'a [T],
-    errors: &'a [LocalFailure],
+impl crate::cli::output::Failure for LocalFailure {
+    fn stderr_line(&self) -> &str {
+        &self.message
+    }
 }
 
-/// Like `output::finish_items`: the table or `{"data": [...], "errors": [...]}` on stdout, one
-/// line per failure and the `Successful`/`Partially Successful`/`Failed` summary on stderr.
+/// The table or `{"data": [...], "errors": [...]}` on stdout, one line per failure and the
+/// `Successful`/`Partially Successful`/`Failed` summary on stderr (as for the API commands).
 pub fn finish<T: Serialize>(
     context: &Context,
     data: &[T],
     failures: &[LocalFailure],
     table: impl FnOnce(&[T]) -> comfy_table::Table,
 ) -> Result<Outcome, CliError> {
-    if context.json {
-        print_json(&ItemsDocument {
-            data,
-            errors: failures,
-        })?;
-    } else if !data.is_empty() {
-        println!("{}", table(data));
-    }
-    for failure in failures {
-        eprintln!("{}", failure.message);
-    }
-    let outcome = Outcome {
-        succeeded: data.len(),
-        failed: failures.len(),
-    };
-    eprintln!("{}", outcome.summary());
-    Ok(outcome)
+    crate::cli::output::finish_items(context, data, failures, table)
 }
