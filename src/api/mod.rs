@@ -31,6 +31,31 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
 pub use upload::wire_file_name;
 
+/// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/properties.rs`): runs
+/// the reply parser over `status` and `body` the way every call does, then the typed decoders
+/// of the replies the daemon depends on (`submission/info`, `analysis/search`,
+/// `account/info`), and renders any error as it would be logged. Returns how many decoders
+/// accepted the payload. The property: whatever the server sends, this returns, never panics.
+#[doc(hidden)]
+pub fn parse_reply_for_fuzzing(status: u16, body: &[u8]) -> Result<usize, ApiError> {
+    let envelope = match transport::parse_reply(status, None, body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            let _ = (error.to_string(), error.kind(), error.is_transient());
+            return Err(error);
+        }
+    };
+    let data = envelope.data;
+    let decoded = [
+        serde_json::from_value::<types::Submission>(data.clone()).is_ok(),
+        serde_json::from_value::<Vec<types::Analysis>>(data.clone()).is_ok(),
+        serde_json::from_value::<types::AccountInfo>(data.clone()).is_ok(),
+        serde_json::from_value::<types::NewSubmission>(data.clone()).is_ok(),
+        serde_json::from_value::<types::Analysis>(data).is_ok(),
+    ];
+    Ok(decoded.into_iter().filter(|ok| *ok).count())
+}
+
 /// Report types `analysis/download` knows (see the API notes); other names are passed through,
 /// the server decides.
 pub const DOWNLOAD_TYPES: &[&str] = &[

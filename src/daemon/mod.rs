@@ -136,15 +136,11 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
         }
     };
 
-    let db = match Db::open(&config.db_path()).await {
+    let db = match open_checked_db(&config.db_path()).await {
         Ok(db) => db,
-        Err(error) => {
-            let code = match error {
-                DbError::SchemaNewer { .. } | DbError::Migrate { .. } => EXIT_CONFIG,
-                _ => EXIT_FAILURE,
-            };
-            tracing::error!(%error, "cannot open the database");
-            eprintln!("jbxd: {error}");
+        Err((code, message)) => {
+            tracing::error!(error = %message, "cannot open the database");
+            eprintln!("jbxd: {message}");
             return ExitCode::from(code);
         }
     };
@@ -173,6 +169,49 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
             eprintln!("jbxd: {error:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// Opens and migrates the database, then runs `PRAGMA quick_check` (catalog 28). A damaged
+/// file, a newer schema or a failed migration is exit 78: restarting cannot fix them, and the
+/// file is left as it is for the operator (a damaged file is never migrated or written).
+async fn open_checked_db(path: &std::path::Path) -> Result<Db, (u8, String)> {
+    let corrupt = |detail: &str| {
+        format!(
+            "the database {} is damaged ({detail}); stop here and restore it from a backup, or \
+             move it aside to start with an empty one (items and reports recorded in it would be \
+             forgotten)",
+            path.display()
+        )
+    };
+    let db = match Db::open(path).await {
+        Ok(db) => db,
+        Err(error) if db::checks::is_corruption(&error) => {
+            return Err((EXIT_CONFIG, corrupt(&error.to_string())));
+        }
+        Err(error) => {
+            let code = match error {
+                DbError::SchemaNewer { .. } | DbError::Migrate { .. } => EXIT_CONFIG,
+                _ => EXIT_FAILURE,
+            };
+            return Err((code, error.to_string()));
+        }
+    };
+    match db::checks::quick_check(&db).await {
+        Ok(result) if result == "ok" => Ok(db),
+        Ok(problems) => {
+            db.pool().close().await;
+            let mut shown: String = problems.chars().take(300).collect();
+            if shown.len() < problems.len() {
+                shown.push('…');
+            }
+            Err((EXIT_CONFIG, corrupt(&format!("quick_check: {shown}"))))
+        }
+        Err(error) if db::checks::is_corruption(&error) => {
+            db.pool().close().await;
+            Err((EXIT_CONFIG, corrupt(&error.to_string())))
+        }
+        Err(error) => Err((EXIT_FAILURE, format!("cannot check the database: {error}"))),
     }
 }
 

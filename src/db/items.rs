@@ -574,6 +574,9 @@ pub async fn complete_if_reports_done(db: &Db, item_id: i64) -> Result<bool, DbE
 /// Operator retry: a `failed` (or `rejected`) item goes back to `queued` with fresh attempts.
 /// Returns false when the item is not in a retryable state.
 pub async fn retry(db: &Db, item_id: i64) -> Result<bool, DbError> {
+    // One transaction: a crash between the two updates would leave the item retried with its
+    // failed reports not (catalog 24).
+    let mut tx = db.begin_write().await?;
     let changed = sqlx::query(
         "UPDATE items SET state = CASE WHEN submission_id IS NULL THEN 'queued' ELSE 'submitted' END,
                           attempts = 0, error = NULL, next_attempt_at = 0,
@@ -582,7 +585,7 @@ pub async fn retry(db: &Db, item_id: i64) -> Result<bool, DbError> {
     )
     .bind(now_text())
     .bind(item_id)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if changed > 0 {
@@ -592,9 +595,10 @@ pub async fn retry(db: &Db, item_id: i64) -> Result<bool, DbError> {
               WHERE state = 'failed' AND webid IN (SELECT webid FROM analyses WHERE item_id = ?)",
         )
         .bind(item_id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
     }
+    tx.commit().await?;
     Ok(changed > 0)
 }
 

@@ -512,7 +512,16 @@ async fn take(
         Ok(done) => done,
         // Our side is out of space or read-only: every other file would fail the same way.
         Err(e) if is_local_resource_error(&e) => {
-            return Err(e).with_context(|| format!("cannot copy {shown} into quarantine"));
+            // Name the directory and its free space: the operator's first two questions.
+            let root = app.store.root();
+            let free = crate::daemon::health::free_bytes(root)
+                .map_or_else(|_| "unknown".to_owned(), |b| b.to_string());
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot copy {shown} into quarantine in {} ({free} bytes free)",
+                    root.display()
+                )
+            });
         }
         // Most likely this one source (e.g. an I/O error reading it): the others go on, and
         // this file is tried again on the next scan.

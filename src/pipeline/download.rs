@@ -114,10 +114,18 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
         .await
         .map_err(Failure::Local)?;
     // On error the atomic file is dropped here, which removes its temporary name.
+    let target = file.target().to_owned();
     let summary = download
         .write_to(file.file_mut(), |_| crate::crashpoint::hit("mid_download"))
         .await
-        .map_err(Failure::Api)?;
+        .map_err(|e| match e {
+            // Our disk, not the server: name the file (a full or failing volume, catalog 25/26).
+            ApiError::Io { context, source } => Failure::Local(std::io::Error::new(
+                source.kind(),
+                format!("{context} to {}: {source}", target.display()),
+            )),
+            other => Failure::Api(other),
+        })?;
     file.commit().await.map_err(Failure::Local)?;
     Ok(Stored {
         rel_path,
