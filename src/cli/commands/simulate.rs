@@ -44,6 +44,10 @@ pub struct SimulateArgs {
     /// Refuse chunked uploads, like an older server.
     #[arg(long)]
     pub no_chunked: bool,
+
+    /// Benchmarks: bytes of filler streamed at the end of every `html` report.
+    #[arg(long, value_name = "BYTES")]
+    pub html_padding_bytes: Option<u64>,
 }
 
 pub async fn run(args: SimulateArgs) -> Result<Outcome, CliError> {
@@ -63,6 +67,9 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome, CliError> {
     }
     if let Some(size) = args.page_size {
         config.page_size = size;
+    }
+    if let Some(bytes) = args.html_padding_bytes {
+        config.html_padding_bytes = bytes;
     }
     if let Some(ms) = args.search_lag_ms {
         config.search_lag = Duration::from_millis(ms);
