@@ -124,6 +124,8 @@ pub struct App {
     pub store: Store,
     pub wake: Arc<Wakers>,
     pub heartbeats: Arc<Heartbeats>,
+    /// The circuit breaker: while the server is unreachable, API work waits (no attempts).
+    pub breaker: Arc<crate::pipeline::breaker::Breaker>,
 }
 
 impl App {
@@ -136,6 +138,7 @@ impl App {
             store,
             wake: Arc::new(Wakers::default()),
             heartbeats: Arc::new(Heartbeats::default()),
+            breaker: Arc::default(),
         }
     }
 
@@ -195,22 +198,32 @@ impl App {
         Ok(out)
     }
 
-    /// Whether submissions may be sent now.
+    /// Whether submissions may be sent now (no pause stops them and the circuit breaker is
+    /// closed; while it is open this may send its probe).
     pub async fn may_submit(&self) -> Result<bool, DbError> {
-        Ok(!self
+        let paused = self
             .pauses()
             .await?
             .iter()
-            .any(|p| p.reason.stops_submissions()))
+            .any(|p| p.reason.stops_submissions());
+        Ok(!paused && self.breaker.admit(self).await?)
     }
 
-    /// Whether read-only API calls (polls, downloads) may be made now.
+    /// Whether read-only API calls (polls, downloads) may be made now (as `may_submit`, for
+    /// the pauses that stop every call).
     pub async fn may_call_api(&self) -> Result<bool, DbError> {
-        Ok(!self
+        let paused = self
             .pauses()
             .await?
             .iter()
-            .any(|p| p.reason.stops_all_api_calls()))
+            .any(|p| p.reason.stops_all_api_calls());
+        Ok(!paused && self.breaker.admit(self).await?)
+    }
+
+    /// Whether the circuit breaker is open (the server is unreachable): failures now are not
+    /// the items' fault and consume no attempts.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open(self)
     }
 
     /// Whether local writes (staging samples, storing reports) may proceed.

@@ -15,6 +15,7 @@ use super::error::{ApiError, ApiErrorKind};
 use super::params::{SearchQuery, SubmissionParams};
 use super::retry::RetryPolicy;
 use super::secret::ApiKey;
+use super::throttle::Throttle;
 use super::transport::{self, Envelope};
 use super::types::*;
 use super::upload;
@@ -51,6 +52,11 @@ pub struct ClientSettings {
     pub chunked_threshold: u64,
     /// Largest download accepted; `None` = unlimited.
     pub max_download_bytes: Option<u64>,
+    /// A download slower than this (bytes per second, averaged over `throughput_window`) is
+    /// aborted: a slowloris server sending a byte every few seconds never trips the read-idle
+    /// timeout. 0 = no minimum.
+    pub min_download_rate: u64,
+    pub throughput_window: Duration,
     pub user_agent: String,
 }
 
@@ -68,6 +74,8 @@ impl ClientSettings {
             retry: RetryPolicy::default(),
             chunked_threshold: CHUNK_SIZE,
             max_download_bytes: None,
+            min_download_rate: 1024,
+            throughput_window: Duration::from_secs(60),
             user_agent: format!("jbxd/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -149,13 +157,15 @@ pub struct SampleUpload {
 }
 
 /// The Joe Sandbox API v2 client: the only code that knows the vendor's URLs, field names and
-/// JSON. Cheap to clone.
+/// JSON. Cheap to clone; clones share the connection pool and the throttle (a `Retry-After`
+/// holds back every clone, and failures are counted across them).
 #[derive(Clone)]
 pub struct JoeClient {
     http: reqwest::Client,
     base: Url,
     key: ApiKey,
     settings: Arc<ClientSettings>,
+    throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for JoeClient {
@@ -175,7 +185,79 @@ impl JoeClient {
             base,
             key: settings.api_key.clone(),
             settings: Arc::new(settings),
+            throttle: Arc::default(),
         })
+    }
+
+    /// Requests that failed in a row (unreachable, timed out, reset, 5xx, not the API),
+    /// across every clone; any answer from the server resets it. The daemon's circuit breaker
+    /// opens on it.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.throttle.consecutive_failures()
+    }
+
+    /// The last failure counted by [`Self::consecutive_failures`].
+    pub fn last_failure(&self) -> Option<String> {
+        self.throttle.last_failure()
+    }
+
+    /// How long every request is still held back by a server's `Retry-After`.
+    pub fn hold_off_remaining(&self) -> Option<Duration> {
+        self.throttle.hold_off_remaining()
+    }
+
+    /// Time since any clone last sent a request.
+    pub fn since_last_request(&self) -> Option<Duration> {
+        self.throttle.since_last_request()
+    }
+
+    /// Requests sent so far by every clone (attempts, not calls).
+    pub fn requests_sent(&self) -> u64 {
+        self.throttle.requests()
+    }
+
+    /// One `server/online` request without retries: the circuit breaker's probe. `Ok` (online
+    /// or not) means the server answered.
+    pub async fn probe_online(&self) -> Result<bool, ApiError> {
+        let form = self.with_key(vec![]);
+        let envelope = self.post_once("server/online", &form, true).await?;
+        let status: OnlineStatus = decode(envelope.data)?;
+        Ok(status.online.unwrap_or(false))
+    }
+
+    /// Every request goes out through here: it waits for the client-wide hold-off, sends, and
+    /// counts a transport failure.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<reqwest::Response, ApiError> {
+        self.throttle.admit().await;
+        let result = request
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport::send_error(&e, url, timeout, idempotent));
+        if result.is_err() {
+            self.throttle.record(&result);
+        }
+        result
+    }
+
+    /// Reads a JSON reply: a `Retry-After` on a 429 or 503 holds back the whole client, and
+    /// the outcome is counted for the breaker.
+    async fn read_reply(&self, response: reqwest::Response) -> Result<Envelope, ApiError> {
+        let status = response.status().as_u16();
+        if matches!(status, 429 | 503)
+            && let Some(wait) = transport::retry_after(response.headers())
+        {
+            self.throttle.hold_off(wait, status);
+        }
+        let result = read_envelope(response).await;
+        self.throttle.record(&result);
+        result
     }
 
     /// The API base in use (ends in `/api`).
@@ -206,14 +288,9 @@ impl JoeClient {
         let url = self.endpoint_url(endpoint);
         let timeout = self.settings.request_timeout;
         let response = self
-            .http
-            .post(&url)
-            .form(form)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| transport::send_error(&e, &url, timeout, idempotent))?;
-        read_envelope(response).await
+            .send(self.http.post(&url).form(form), &url, timeout, idempotent)
+            .await?;
+        self.read_reply(response).await
     }
 
     /// A read-only call, retried on transient failures per the retry policy.
@@ -445,14 +522,9 @@ impl JoeClient {
             let part = Part::stream_with_length(body, size).file_name(upload::wire_file_name(name));
             form = form.part("sample", part);
             let response = self
-                .http
-                .post(&url)
-                .multipart(form)
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| transport::send_error(&e, &url, timeout, false))?;
-            read_envelope(response).await
+                .send(self.http.post(&url).multipart(form), &url, timeout, false)
+                .await?;
+            self.read_reply(response).await
         })
         .await
     }
@@ -521,14 +593,9 @@ impl JoeClient {
                     Part::stream_with_length(body, len).file_name("chunk"),
                 );
                 let response = self
-                    .http
-                    .post(&url)
-                    .multipart(form)
-                    .timeout(timeout)
-                    .send()
-                    .await
-                    .map_err(|e| transport::send_error(&e, &url, timeout, false))?;
-                read_envelope(response).await
+                    .send(self.http.post(&url).multipart(form), &url, timeout, false)
+                    .await?;
+                self.read_reply(response).await
             }
             .await;
             if let Err(error) = result {
@@ -607,19 +674,15 @@ impl JoeClient {
             form.push(("run".into(), run.to_string()));
         }
         let form = self.with_key(form);
-        // Downloads may be large: no total deadline, the read-idle timeout guards stalls.
+        // Downloads may be large: a total deadline of 1 h; the read-idle timeout and the
+        // minimum throughput (see `Download::write_to`) stop stalled and crawling bodies sooner.
         let timeout = Duration::from_secs(3600);
         let mut attempt = 1;
         loop {
             let result = async {
                 let response = self
-                    .http
-                    .post(&url)
-                    .form(&form)
-                    .timeout(timeout)
-                    .send()
-                    .await
-                    .map_err(|e| transport::send_error(&e, &url, timeout, true))?;
+                    .send(self.http.post(&url).form(&form), &url, timeout, true)
+                    .await?;
                 self.start_download(response).await
             }
             .await;
@@ -639,7 +702,7 @@ impl JoeClient {
 
     async fn start_download(&self, response: reqwest::Response) -> Result<Download, ApiError> {
         if response.status().as_u16() >= 400 {
-            return Err(read_envelope(response).await.err().unwrap_or(
+            return Err(self.read_reply(response).await.err().unwrap_or(
                 ApiError::UnexpectedFormat {
                     status: 0,
                     snippet: "error status with a data payload".into(),
@@ -657,11 +720,17 @@ impl JoeClient {
         {
             return Err(ApiError::TooLarge { limit });
         }
+        // The headers prove the server is there; a failing body is counted by the download.
+        self.throttle.answered();
         Ok(Download {
             response,
             server_filename,
             content_length,
             max_bytes: self.settings.max_download_bytes,
+            idle_timeout: self.settings.read_timeout,
+            min_rate: self.settings.min_download_rate,
+            rate_window: self.settings.throughput_window,
+            throttle: Arc::clone(&self.throttle),
         })
     }
 

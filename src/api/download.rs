@@ -1,10 +1,15 @@
 //! `analysis/download` replies: the server's file name and a streamed, length-checked body.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::error::ApiError;
+use super::throttle::Throttle;
 use super::transport;
 
 /// A download whose headers have arrived; the body is read by [`Download::write_to`].
@@ -14,6 +19,12 @@ pub struct Download {
     pub(crate) server_filename: Option<String>,
     pub(crate) content_length: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
+    /// Longest silence between two pieces of the body.
+    pub(crate) idle_timeout: Duration,
+    /// Minimum bytes per second over each `rate_window`; 0 = none.
+    pub(crate) min_rate: u64,
+    pub(crate) rate_window: Duration,
+    pub(crate) throttle: Arc<Throttle>,
 }
 
 /// What [`Download::write_to`] wrote.
@@ -37,7 +48,23 @@ impl Download {
     /// Streams the body into `sink`, hashing it, enforcing the size cap while reading and
     /// checking the total against `Content-Length`. On error the sink holds a partial body: the
     /// caller must discard it (storage's atomic files do that on drop).
+    ///
+    /// Two deadlines guard the body (reliability.md §2.7, catalog 70): a silence longer than
+    /// the read-idle timeout is a stall, and fewer than `min_rate × window` bytes in any
+    /// window of `throughput_window` is a slowloris that would otherwise hold a worker for
+    /// hours. Both are transient errors; the caller retries later.
     pub async fn write_to<W: AsyncWrite + Unpin>(
+        self,
+        sink: &mut W,
+        progress: impl FnMut(u64),
+    ) -> Result<DownloadSummary, ApiError> {
+        let throttle = Arc::clone(&self.throttle);
+        let result = self.stream_into(sink, progress).await;
+        throttle.record(&result);
+        result
+    }
+
+    async fn stream_into<W: AsyncWrite + Unpin>(
         self,
         sink: &mut W,
         mut progress: impl FnMut(u64),
@@ -45,8 +72,51 @@ impl Download {
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         let mut body = self.response.bytes_stream();
-        while let Some(chunk) = body.next().await {
+        let rate_window = self.rate_window.max(Duration::from_millis(100));
+        let mut last_data = Instant::now();
+        let mut window_start = last_data;
+        let mut window_bytes: u64 = 0;
+        loop {
+            let idle_deadline = last_data + self.idle_timeout;
+            let window_end = window_start + rate_window;
+            let deadline = if self.min_rate > 0 {
+                idle_deadline.min(window_end)
+            } else {
+                idle_deadline
+            };
+            let next = tokio::time::timeout_at(deadline, body.next()).await;
+            let now = Instant::now();
+            if self.min_rate > 0 && now >= window_end {
+                let needed = (self.min_rate as f64 * rate_window.as_secs_f64()) as u64;
+                if window_bytes < needed {
+                    return Err(ApiError::Transport {
+                        detail: format!(
+                            "the download is too slow: {window_bytes} bytes in {:?}, below the \
+                             minimum of {} bytes/s",
+                            rate_window, self.min_rate
+                        ),
+                    });
+                }
+                window_start = now;
+                window_bytes = 0;
+            }
+            let chunk = match next {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                // `next()` is cancel-safe: the window check passed, keep reading.
+                Err(_) if now < idle_deadline => continue,
+                Err(_) => {
+                    return Err(ApiError::Transport {
+                        detail: format!(
+                            "the download stalled: no data for {:?} (read-idle timeout)",
+                            self.idle_timeout
+                        ),
+                    });
+                }
+            };
             let chunk = chunk.map_err(|e| transport::body_error(&e))?;
+            last_data = now;
+            window_bytes += chunk.len() as u64;
             received += chunk.len() as u64;
             if let Some(limit) = self.max_bytes
                 && received > limit

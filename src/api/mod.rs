@@ -13,6 +13,7 @@ mod error;
 mod params;
 mod retry;
 mod secret;
+mod throttle;
 mod transport;
 pub mod types;
 mod upload;

@@ -40,14 +40,22 @@ impl RetryPolicy {
         }
     }
 
-    /// Full jitter: a uniformly random wait in `[0, min(cap, base * 2^(attempt-1))]`, where
-    /// `attempt` is the 1-based number of the attempt that just failed.
+    /// The ceiling of the wait after attempt `attempt` (1-based): `min(cap, base * 2^(attempt-1))`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)))
+            .min(self.cap)
+    }
+
+    /// Full jitter: a uniformly random wait in `[0, ceiling(attempt)]`, where `attempt` is the
+    /// 1-based number of the attempt that just failed.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-        let ceiling = exp.min(self.cap);
-        ceiling.mul_f64(fastrand::f64())
+        self.ceiling(attempt).mul_f64(fastrand::f64())
+    }
+
+    /// [`Self::backoff`] drawing from `rng`, so a seeded generator gives a known sequence.
+    pub fn backoff_with(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        self.ceiling(attempt).mul_f64(rng.f64())
     }
 
     /// How long to wait before the next attempt after `error` on attempt `attempt` (1-based),
@@ -75,7 +83,14 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         let when = httpdate::parse_http_date(value).ok()?;
         when.duration_since(now).ok()?
     };
-    Some(wait.clamp(Duration::from_secs(1), Duration::from_secs(3600)))
+    let max = super::throttle::MAX_HOLD_OFF;
+    if wait > max {
+        tracing::warn!(
+            retry_after = value,
+            "the server's Retry-After is longer than an hour; waiting an hour"
+        );
+    }
+    Some(wait.clamp(Duration::from_secs(1), max))
 }
 
 #[cfg(test)]

@@ -134,7 +134,13 @@ async fn set_pause(app: &App, reason: PauseReason, on: bool, detail: &str) {
 /// `server/online`. Returns whether the server answered and is online (the account checks
 /// only make sense then).
 async fn check_server(app: &App, report: &mut HealthReport) -> bool {
-    match app.client.server_online().await {
+    // While the breaker is open this is one of its probes: a single request, no retries.
+    let online = if app.breaker_open() {
+        app.client.probe_online().await
+    } else {
+        app.client.server_online().await
+    };
+    match online {
         Ok(true) => {
             set_pause(app, PauseReason::Maintenance, false, "").await;
             report.push("server", Status::Ok, "online");

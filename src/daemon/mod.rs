@@ -503,6 +503,9 @@ pub async fn status_line(app: &App) -> String {
             .collect();
         parts.push(format!("paused: {}", reasons.join(", ")));
     }
+    if app.breaker_open() {
+        parts.push("Joe Sandbox unreachable: circuit breaker open, probing".to_owned());
+    }
     parts.join("; ")
 }
 

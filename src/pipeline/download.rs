@@ -202,6 +202,12 @@ async fn retry_or_fail(
     detail: &str,
     after: Duration,
 ) -> anyhow::Result<()> {
+    if app.breaker_open() {
+        // The server is unreachable (circuit breaker): the claim's attempt is given back.
+        db::analyses::report_retry(&app.db, row.id, detail, at(after), false).await?;
+        warn!(webid = %row.webid, report = %row.report_type, error = %detail, "server unreachable; download retried later without using an attempt");
+        return Ok(());
+    }
     if row.attempts >= i64::from(app.config.pipeline.max_attempts.max(1)) {
         let reason = format!("gave up after {} attempts: {detail}", row.attempts);
         db::analyses::report_failed(&app.db, row.id, &reason).await?;

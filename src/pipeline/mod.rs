@@ -44,6 +44,7 @@
 //!   answers every submission with a 500 ends in `failed` after `pipeline.max_attempts`
 //!   instead of looping forever; an attempt orphaned by a crash does not count.
 
+pub mod breaker;
 pub mod classify;
 pub mod download;
 pub mod poll;

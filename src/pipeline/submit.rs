@@ -303,6 +303,12 @@ pub(crate) async fn give_up_or_requeue(
     detail: &str,
     after: Duration,
 ) -> anyhow::Result<()> {
+    if app.breaker_open() {
+        // The server is unreachable (circuit breaker): not the item's fault, no attempt used.
+        db::items::requeue(&app.db, item.id, Some(detail), at(after), false).await?;
+        info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
+        return Ok(());
+    }
     let used = item.attempts.max(0) as u32 + 1;
     if used >= app.config.pipeline.max_attempts.max(1) {
         let reason = format!("gave up after {used} attempts: {detail}");

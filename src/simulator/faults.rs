@@ -34,6 +34,10 @@ pub enum Fault {
     /// `analysis/download` only: announce the full `Content-Length` but send only the first
     /// `bytes` bytes, then abort the connection.
     TruncateDownload { bytes: u64 },
+    /// `analysis/download` only: send the headers at once, then the body `bytes` bytes at a
+    /// time, one piece every `every_ms` (a slowloris server). `bytes: 0` sends no body at all
+    /// after the headers: a full stall.
+    SlowDownload { bytes: u64, every_ms: u64 },
     /// `analysis/download` only: put this file name verbatim into `Content-Disposition`
     /// (see the module docs for how a full header value or an empty name is treated).
     HostileFilename { filename: String },
@@ -50,6 +54,7 @@ impl Fault {
             Fault::ResetBeforeBody => "reset_before_body",
             Fault::ResetAfterBody => "reset_after_body",
             Fault::TruncateDownload { .. } => "truncate_download",
+            Fault::SlowDownload { .. } => "slow_download",
             Fault::HostileFilename { .. } => "hostile_filename",
         }
     }
@@ -57,9 +62,9 @@ impl Fault {
     /// Download-shaping faults only make sense where a download is answered.
     fn applies_to(&self, endpoint: &str) -> bool {
         match self {
-            Fault::TruncateDownload { .. } | Fault::HostileFilename { .. } => {
-                endpoint == "analysis/download"
-            }
+            Fault::TruncateDownload { .. }
+            | Fault::SlowDownload { .. }
+            | Fault::HostileFilename { .. } => endpoint == "analysis/download",
             _ => true,
         }
     }
@@ -203,6 +208,28 @@ mod tests {
         assert_eq!(
             faults.take("analysis/download"),
             Some(Fault::TruncateDownload { bytes: 10 })
+        );
+    }
+
+    #[test]
+    fn a_slow_download_only_shapes_downloads() {
+        let faults = FaultController::default();
+        let slow = Fault::SlowDownload {
+            bytes: 1,
+            every_ms: 10_000,
+        };
+        faults.add(FaultRule::always(None, slow.clone()));
+        assert_eq!(faults.take("analysis/info"), None);
+        assert_eq!(faults.take("analysis/download"), Some(slow.clone()));
+        assert_eq!(slow.kind(), "slow_download");
+        let json = r#"{"fault":{"kind":"slow_download","bytes":0,"every_ms":5}}"#;
+        let rule: FaultRule = serde_json::from_str(json).expect("valid rule");
+        assert_eq!(
+            rule.fault,
+            Fault::SlowDownload {
+                bytes: 0,
+                every_ms: 5
+            }
         );
     }
 

@@ -151,6 +151,9 @@ fn response(rendered: Rendered, fault: Option<&Fault>) -> Result<Response, ApiEr
         .map_err(|err| ApiError::internal(format!("Cannot read the resource: {err}")))?;
     let body = match fault {
         Some(Fault::TruncateDownload { bytes }) => Body::from_stream(truncate(stream, *bytes)),
+        Some(Fault::SlowDownload { bytes, every_ms }) => {
+            Body::from_stream(drip(stream, *bytes, Duration::from_millis(*every_ms)))
+        }
         _ => Body::from_stream(stream),
     };
     let disposition = match fault {
@@ -200,6 +203,36 @@ fn hostile_disposition(filename: &str) -> Option<String> {
     } else {
         Some(format!("attachment; filename=\"{filename}\";"))
     }
+}
+
+/// Yield the body `piece` bytes at a time, sleeping `every` before each piece; `piece == 0`
+/// never yields anything (the client sees the headers, then silence until it gives up).
+fn drip(
+    inner: BoxStream<'static, io::Result<Bytes>>,
+    piece: u64,
+    every: Duration,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    stream::unfold(
+        (inner, Bytes::new()),
+        move |(mut inner, mut pending)| async move {
+            if piece == 0 {
+                std::future::pending::<()>().await;
+            }
+            while pending.is_empty() {
+                match inner.next().await {
+                    Some(Ok(chunk)) => pending = chunk,
+                    Some(Err(error)) => return Some((Err(error), (inner, Bytes::new()))),
+                    None => return None,
+                }
+            }
+            tokio::time::sleep(every).await;
+            let take = pending
+                .len()
+                .min(usize::try_from(piece).unwrap_or(usize::MAX));
+            let out = pending.split_to(take);
+            Some((Ok(out), (inner, pending)))
+        },
+    )
 }
 
 /// Yield the first `limit` bytes, then fail so hyper aborts the connection short of the
@@ -253,6 +286,35 @@ mod tests {
             Some("attachment; filename*=UTF-8''..%2Fx")
         );
         assert_eq!(hostile_disposition(""), None);
+    }
+
+    #[tokio::test]
+    async fn a_drip_yields_the_whole_body_in_small_pieces_at_the_given_pace() {
+        let body: BoxStream<'static, io::Result<Bytes>> = stream::iter(vec![
+            Ok(Bytes::from_static(b"hello")),
+            Ok(Bytes::from_static(b"!")),
+        ])
+        .boxed();
+        let started = tokio::time::Instant::now();
+        let pieces: Vec<Bytes> = drip(body, 2, Duration::from_millis(30))
+            .map(|p| p.expect("piece"))
+            .collect()
+            .await;
+        let expected: Vec<Bytes> = [&b"he"[..], b"ll", b"o", b"!"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        assert_eq!(pieces, expected);
+        assert!(started.elapsed() >= Duration::from_millis(120));
+    }
+
+    #[tokio::test]
+    async fn a_drip_of_zero_bytes_is_a_stall() {
+        let body: BoxStream<'static, io::Result<Bytes>> =
+            stream::iter(vec![Ok(Bytes::from_static(b"x"))]).boxed();
+        let mut stalled = Box::pin(drip(body, 0, Duration::from_millis(1)));
+        let next = tokio::time::timeout(Duration::from_millis(300), stalled.next()).await;
+        assert!(next.is_err(), "nothing is ever sent");
     }
 
     #[test]
