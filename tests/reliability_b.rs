@@ -839,3 +839,27 @@ async fn case_26_a_report_write_failing_mid_download_records_nothing_and_is_retr
     assert!(temporaries(&reports).is_empty());
     assert_eq!(app.db.integrity_check().await.unwrap(), "ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_29_a_database_file_deleted_while_running_fails_the_health_check() {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let app = &env.app;
+    let before = daemon::check_once(app).await;
+    assert_eq!(
+        before.get("database").unwrap().status,
+        daemon::health::Status::Ok
+    );
+    let path = app.config.db_path();
+    std::fs::remove_file(&path).unwrap();
+    // The open connections still write happily into the unlinked inode.
+    app.db.write_probe().await.unwrap();
+    let after = daemon::check_once(app).await;
+    let check = after.get("database").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Failed, "{check:?}");
+    assert!(
+        check.detail.contains(&path.display().to_string())
+            && check.detail.contains("gone or was replaced"),
+        "{check:?}"
+    );
+    assert_eq!(after.overall(), daemon::health::Status::Failed);
+}

@@ -68,6 +68,14 @@ pub enum DbError {
 pub struct Db {
     pool: SqlitePool,
     path: PathBuf,
+    /// (device, inode) of the file when it was opened: a file deleted or replaced under a
+    /// running daemon is noticed by [`Db::file_replaced`] (catalog 29).
+    identity: Option<(u64, u64)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn connect_options(path: &Path, create: bool) -> SqliteConnectOptions {
@@ -91,6 +99,7 @@ impl Db {
         let db = Self {
             pool,
             path: path.to_owned(),
+            identity: file_identity(path),
         };
         db.check_not_newer().await?;
         MIGRATOR
@@ -116,6 +125,7 @@ impl Db {
         let db = Self {
             pool,
             path: path.to_owned(),
+            identity: file_identity(path),
         };
         db.check_not_newer().await?;
         let found = db.schema_version().await?;
@@ -170,6 +180,13 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file at [`Db::path`] is no longer the one opened: deleted, moved, or
+    /// replaced (SQLite keeps using the old inode without complaint; a new pool connection
+    /// would even create an empty file in its place).
+    pub fn file_replaced(&self) -> bool {
+        file_identity(&self.path) != self.identity
     }
 
     /// A write transaction that holds the write lock from its first statement.
