@@ -180,7 +180,16 @@ async fn case_97_the_sentinel_key_appears_in_no_log_row_file_argv_or_environment
         std::fs::write(&temp, content).unwrap();
         std::fs::rename(&temp, setup.drop_dir().join(name)).unwrap();
     }
-    let db = Db::open_existing(&db_path).await.unwrap();
+    // The file appears before its migration is committed: wait until it opens as current.
+    let mut opened = Db::open_existing(&db_path).await;
+    for _ in 0..300 {
+        if opened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        opened = Db::open_existing(&db_path).await;
+    }
+    let db = opened.expect("the daemon migrated its database");
     db::url_queue::insert(&db, "https://example.com/", None)
         .await
         .unwrap();
