@@ -3,7 +3,7 @@
 //!
 //! The simulator runs inside this process; everything measured (`jbxd` CLI commands, the
 //! `jbxd run` daemon, and the anchors `jbxapi`, `curl`, `sha256sum`) runs as a child process,
-//! whose peak RSS and CPU time come from `wait4(2)` for that child alone. Each benchmark runs
+//! whose CPU time comes from `wait4(2)` and peak RSS from GNU `time` (the daemon: `VmHWM`). Each benchmark runs
 //! `JBXD_BENCH_RUNS` times (default 3; `--quick`: 1) and the median is reported.
 //!
 //! Not a test: it is not run by `cargo test` or CI (bench targets are not test targets), but it
@@ -134,7 +134,8 @@ fn medians(costs: &[Cost]) -> (f64, f64, f64) {
 // ---------------------------------------------------------------------------------------------
 // Children
 
-/// Waits for `child` with `wait4(2)`, which reports that child's own peak RSS and CPU time.
+/// Waits for `child` with `wait4(2)`: its exit status and CPU time. (`ru_maxrss` is not used:
+/// see [`timed`].)
 fn reap(child: Child, started: Instant) -> Cost {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
@@ -160,15 +161,50 @@ fn reap(child: Child, started: Instant) -> Cost {
     }
 }
 
-/// Runs a command to its end on a blocking thread (the simulator keeps serving meanwhile).
+/// Where `/usr/bin/time` writes the peak RSS of the command it ran.
+fn time_output() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("time-{}.txt", std::process::id()))
+}
+
+/// A command run under GNU `/usr/bin/time`, which reports the command's own peak RSS.
+/// `wait4` on a child spawned from this process cannot: the kernel carries the parent's RSS
+/// (this process holds the simulator) into the child's `ru_maxrss` across the exec, whereas
+/// `time` is a small process.
+fn timed(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    assert!(
+        Path::new("/usr/bin/time").exists(),
+        "GNU time is needed for the RSS figures: apt-get install time"
+    );
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(time_output())
+        .arg("--")
+        .arg(program);
+    cmd
+}
+
+/// Runs a [`timed`] command to its end on a blocking thread (the simulator keeps serving
+/// meanwhile): wall time measured here, peak RSS from `time`, CPU from `wait4`.
 async fn measure(mut cmd: Command) -> Cost {
-    tokio::task::spawn_blocking(move || {
+    let _ = std::fs::remove_file(time_output());
+    let mut cost = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let child = cmd.spawn().expect("the measured command starts");
         reap(child, started)
     })
     .await
-    .expect("measuring thread")
+    .expect("measuring thread");
+    let text = std::fs::read_to_string(time_output()).unwrap_or_default();
+    cost.max_rss_kib = text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .unwrap_or(0);
+    cost
 }
 
 fn quiet(cmd: &mut Command) -> &mut Command {
@@ -179,7 +215,7 @@ fn quiet(cmd: &mut Command) -> &mut Command {
 
 /// A `jbxd` CLI command talking to `sim`.
 fn jbxd_cli(sim: &Simulator) -> Command {
-    let mut cmd = Command::new(JBXD);
+    let mut cmd = timed(JBXD);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("JBX_API_URL", sim.api_url())
@@ -213,7 +249,7 @@ fn jbxapi_bin() -> Option<PathBuf> {
 }
 
 fn jbxapi_cli(bin: &Path, sim: &Simulator) -> Command {
-    let mut cmd = Command::new(bin);
+    let mut cmd = timed(bin);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("JBX_API_URL", sim.api_url())
@@ -285,15 +321,30 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then the daemon's own peak RSS and CPU time.
+    /// SIGTERM, then the daemon's CPU time and its peak RSS (`VmHWM` read just before the
+    /// signal: the exec'd process's own high-water mark, unlike `wait4`'s `ru_maxrss`).
     async fn stop(mut self) -> Cost {
         let child = self.child.take().unwrap();
         let started = self.started;
+        let hwm = self.status_kib("VmHWM:");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        tokio::task::spawn_blocking(move || reap(child, started))
+        let mut cost = tokio::task::spawn_blocking(move || reap(child, started))
             .await
-            .unwrap()
+            .unwrap();
+        cost.max_rss_kib = hwm;
+        cost
+    }
+
+    /// A `kB` field of /proc/<pid>/status.
+    fn status_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// (utime + stime, current RSS) from /proc.
@@ -307,15 +358,10 @@ impl Daemon {
             .sum();
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        (Duration::from_millis(ticks * 1000 / hz), rss)
+        (
+            Duration::from_millis(ticks * 1000 / hz),
+            self.status_kib("VmRSS:"),
+        )
     }
 }
 
@@ -466,7 +512,7 @@ async fn p2(opts: &Options, notes: &mut String) -> Vec<Row> {
         drop(sim);
 
         let sim = simulator(|_| {}).await;
-        let mut cmd = Command::new("curl");
+        let mut cmd = timed("curl");
         cmd.arg("-sS")
             .arg("--fail")
             .arg("-F")
@@ -553,7 +599,7 @@ async fn p3(opts: &Options, notes: &mut String) -> Vec<Row> {
             .unwrap();
         }
         // The anchor over the same (page-cached) files.
-        let mut cmd = Command::new("sh");
+        let mut cmd = timed("sh");
         cmd.arg("-c")
             .arg("find . -maxdepth 1 -type f -print0 | xargs -0 sha256sum > /dev/null")
             .current_dir(&drop_dir);
@@ -1008,7 +1054,7 @@ async fn p8(opts: &Options, notes: &mut String) -> Vec<Row> {
         drop(dir);
 
         let dir = bench_dir("p8-");
-        let mut cmd = Command::new("curl");
+        let mut cmd = timed("curl");
         cmd.args(["-sS", "--fail", "-o"])
             .arg(dir.path().join("report.html"))
             .args(["-F", &format!("apikey={KEY}"), "-F", "accept-tac=1"])
@@ -1058,6 +1104,8 @@ async fn p8(opts: &Options, notes: &mut String) -> Vec<Row> {
 
 fn main() {
     let opts = Options::parse();
+    // reqwest is built without a default TLS provider (as in jbxd); P8's setup client needs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
