@@ -326,6 +326,28 @@ async fn a_sample_already_analysed_on_the_server_is_reused_instead_of_submitted(
 // ---- A: crash points ----------------------------------------------------------------------
 
 #[tokio::test]
+async fn case_11_a_poll_claim_left_by_a_crash_does_not_delay_polling_after_the_restart() {
+    let env = start(SimConfig::default()).await;
+    let app = &env.app;
+    let id = add_url(app, "https://example.com/eleven", None).await;
+    assert!(matches!(
+        submit::run_once(app).await.unwrap(),
+        StepOutcome::Worked(1)
+    ));
+    // The poll worker claims the item (a ten-minute lease), then the process "dies".
+    db::pipeline::resume_polling(&app.db, 0).await.unwrap();
+    let claimed = db::items::claim_for_poll(&app.db, 10, 600_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let report = pipeline::recover(app).await.unwrap();
+    assert_eq!(report.resumed_polls, 1);
+    let due = db::items::claim_for_poll(&app.db, 10, 1000).await.unwrap();
+    assert_eq!(due.len(), 1, "due at once, not after the lease");
+    assert_eq!(due[0].id, id);
+}
+
+#[tokio::test]
 async fn case_6_a_crash_after_the_intent_commit_is_reconciled_then_submitted_once_with_a_new_key() {
     let env = start(SimConfig::default()).await;
     let app = &env.app;

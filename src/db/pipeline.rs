@@ -35,6 +35,22 @@ pub async fn reschedule_submitting(db: &Db, at_ms: i64) -> Result<u64, DbError> 
     .rows_affected())
 }
 
+/// Start-up: nothing is in flight, so a `submitted` item's due time may be a poll claim's lease
+/// left by a crash (up to ten minutes); a lease cannot be told from a scheduled poll, so every
+/// `submitted` item is due at `at_ms` at the latest (at most one early poll each, the worst
+/// case of the crash-point table). Returns how many items that concerns.
+pub async fn resume_polling(db: &Db, at_ms: i64) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE items SET next_attempt_at = min(next_attempt_at, ?)
+          WHERE state = 'submitted' AND next_attempt_at > ?",
+    )
+    .bind(at_ms)
+    .bind(at_ms)
+    .execute(db.pool())
+    .await?
+    .rows_affected())
+}
+
 /// Sets an item's note (e.g. "reused analysis 123 from the server").
 pub async fn set_note(db: &Db, item_id: i64, note: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE items SET note = ?, updated_at = ? WHERE id = ?")

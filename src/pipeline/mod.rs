@@ -23,7 +23,7 @@
 //! | item `submitting`, attempt outcome NULL (crash after the intent commit, maybe mid-request) | rescheduled to `now + reconcile_grace`; [`reconcile`] searches every attempt key: found → adopted, not found → `queued` with a new key (no attempt consumed: the crash was not the item's fault) | 1 extra submission if the server's search lags beyond the grace period |
 //! | item `submitting`, attempt `unknown` (lost reply) | the same; the attempt counts | as above |
 //! | item `submitting`, attempt `chunked_pending` with a submission id | [`reconcile`] asks `submission/info`: no analyses yet (chunks missing) → `submission/delete`, then a new attempt; anything else → adopted | none (a complete upload whose reply was lost may be deleted and sent again) |
-//! | item `submitted` | polling resumes when due (claims carry a lease, so a crash only delays it) | 1 extra poll |
+//! | item `submitted` | due at once: a poll claim's lease (10 min) left by the crash cannot be told from a scheduled poll, so every `submitted` item is polled again now | 1 extra poll |
 //! | poll saw `finished`, crash before the commit | polled again | 1 extra poll |
 //! | report `downloading` (its `.part` file is removed by the daemon through the store) | back to `pending`, downloaded again | re-transfer |
 //! | report renamed into place, crash before `stored` | back to `pending` (it was `downloading`), downloaded again and renamed over the same `<type>.<ext>` name | re-transfer; still one file per (analysis, type) |
@@ -76,6 +76,8 @@ pub struct RecoveryReport {
     pub interrupted_downloads: u64,
     /// Items left in `submitting`, due for reconciliation after the grace period.
     pub unreconciled_submissions: u64,
+    /// `submitted` items made due now (a crash leaves poll claims' leases behind).
+    pub resumed_polls: u64,
 }
 
 /// Start-up recovery of the pipeline's state (see the crash-point table above). Call it once,
@@ -85,14 +87,18 @@ pub async fn recover(app: &App) -> anyhow::Result<RecoveryReport> {
     let interrupted_downloads = db::analyses::reset_interrupted_downloads(&app.db).await?;
     let grace = grace(app);
     let unreconciled_submissions = db::pipeline::reschedule_submitting(&app.db, at(grace)).await?;
+    let resumed_polls = db::pipeline::resume_polling(&app.db, db::now_ms()).await?;
     let report = RecoveryReport {
         interrupted_downloads,
         unreconciled_submissions,
+        resumed_polls,
     };
     if report != RecoveryReport::default() {
         info!(
             interrupted_downloads,
-            unreconciled_submissions, "pipeline recovery: interrupted work rescheduled"
+            unreconciled_submissions,
+            resumed_polls,
+            "pipeline recovery: interrupted work rescheduled"
         );
     }
     Ok(report)

@@ -26,7 +26,7 @@ use crate::api::types::Analysis;
 use crate::app::{App, StepOutcome};
 use crate::db::{self, AnalysisRecord, Item, ItemState};
 
-/// A poll claim's lease: a crash only delays the next poll by this much.
+/// A poll claim's lease (start-up recovery releases the leases a crash left behind).
 const LEASE_MS: i64 = 10 * 60 * 1000;
 
 /// Runs the poll worker until `cancel` fires.
