@@ -20,6 +20,7 @@ use sqlx::{Sqlite, Transaction};
 pub mod analyses;
 pub mod checks;
 pub mod health;
+pub mod invariants;
 pub mod items;
 pub mod pipeline;
 pub mod url_queue;
