@@ -257,6 +257,10 @@ fn on_event(shared: &Shared, wake: &Wakers, generation: u64, event: notify::Resu
         Ok(event) => {
             if event.need_rescan() {
                 tracing::warn!("event queue overflow, rescanning");
+            } else if is_read_only_access(&event.kind) {
+                // Every scan opens the folder and the files it takes: waking on those events
+                // made an idle daemon rescan every 100 ms forever (BENCHMARKS.md P6).
+                return;
             }
             if watch_died(&event, &shared.drop_dir) {
                 shared.mark_dead(
@@ -268,6 +272,18 @@ fn on_event(shared: &Shared, wake: &Wakers, generation: u64, event: notify::Resu
         Err(e) => shared.mark_dead(generation, format!("watch error: {}", describe_error(&e))),
     }
     wake.scan.notify_one();
+}
+
+/// Opening or reading an entry (`IN_OPEN`, `IN_ACCESS`, `IN_CLOSE_NOWRITE`) changes nothing
+/// in the folder; close-after-write and every other event still wake the scanner.
+fn is_read_only_access(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    )
 }
 
 /// Whether an event says the watched folder itself went away (`IN_DELETE_SELF` arrives as a
@@ -335,6 +351,34 @@ mod tests {
         assert!(describe_error(&e).contains("fs.inotify.max_user_watches"));
         let e = notify::Error::io(std::io::Error::from_raw_os_error(libc::EMFILE));
         assert!(describe_error(&e).contains("fs.inotify.max_user_instances = "));
+    }
+
+    #[test]
+    fn opening_or_reading_does_not_wake_the_scanner_but_a_close_after_write_does() {
+        use notify::event::{AccessKind, AccessMode, CreateKind};
+        let s = shared(Path::new("/drop"));
+        let wake = Wakers::default();
+        let woke = |kind: EventKind| {
+            on_event(
+                &s,
+                &wake,
+                1,
+                Ok(Event::new(kind).add_path("/drop/x".into())),
+            );
+            // A stored permit completes `notified()` at once.
+            let notified = wake.scan.notified();
+            futures_util::pin_mut!(notified);
+            futures_util::FutureExt::now_or_never(notified).is_some()
+        };
+        assert!(!woke(EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!woke(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!woke(EventKind::Access(AccessKind::Read)));
+        assert!(woke(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(woke(EventKind::Create(CreateKind::File)));
     }
 
     #[tokio::test]
