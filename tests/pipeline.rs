@@ -326,6 +326,24 @@ async fn a_sample_already_analysed_on_the_server_is_reused_instead_of_submitted(
 // ---- A: crash points ----------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_crash_after_the_last_report_was_stored_completes_the_item_at_the_restart() {
+    let env = start(SimConfig::default()).await;
+    let app = &env.app;
+    let id = add_url(app, "https://example.com/last-report", None).await;
+    drive_to_end(app).await;
+    assert_eq!(item(app, id).await.state, ItemState::Done);
+    // As if the process died between the last `report_stored` and the item's completion.
+    sqlx::query("UPDATE items SET state = 'downloading', finished_at = NULL WHERE id = ?")
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let report = pipeline::recover(app).await.unwrap();
+    assert_eq!(report.completed_items, 1);
+    assert_eq!(item(app, id).await.state, ItemState::Done);
+}
+
+#[tokio::test]
 async fn case_11_a_poll_claim_left_by_a_crash_does_not_delay_polling_after_the_restart() {
     let env = start(SimConfig::default()).await;
     let app = &env.app;

@@ -51,6 +51,24 @@ pub async fn resume_polling(db: &Db, at_ms: i64) -> Result<u64, DbError> {
     .rows_affected())
 }
 
+/// Start-up: an item whose last report was stored just before a crash stays `downloading`
+/// (storing a report and completing its item are two commits), and no worker would look at it
+/// again. Marks every `downloading` item with no pending or downloading report `done`, exactly
+/// as [`super::items::complete_if_reports_done`] does for one. Returns how many.
+pub async fn complete_settled_downloads(db: &Db) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE items SET state = 'done', finished_at = ?, updated_at = ?
+          WHERE state = 'downloading'
+            AND NOT EXISTS (SELECT 1 FROM reports r JOIN analyses a ON a.webid = r.webid
+                             WHERE a.item_id = items.id AND r.state IN ('pending', 'downloading'))",
+    )
+    .bind(now_text())
+    .bind(now_text())
+    .execute(db.pool())
+    .await?
+    .rows_affected())
+}
+
 /// Sets an item's note (e.g. "reused analysis 123 from the server").
 pub async fn set_note(db: &Db, item_id: i64, note: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE items SET note = ?, updated_at = ? WHERE id = ?")

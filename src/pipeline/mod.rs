@@ -26,6 +26,7 @@
 //! | item `submitted` | due at once: a poll claim's lease (10 min) left by the crash cannot be told from a scheduled poll, so every `submitted` item is polled again now | 1 extra poll |
 //! | poll saw `finished`, crash before the commit | polled again | 1 extra poll |
 //! | report `downloading` (its `.part` file is removed by the daemon through the store) | back to `pending`, downloaded again | re-transfer |
+//! | item `downloading`, every report already settled (crash between the last `report_stored` and the item's completion) | `done` at once | none |
 //! | report renamed into place, crash before `stored` | back to `pending` (it was `downloading`), downloaded again and renamed over the same `<type>.<ext>` name | re-transfer; still one file per (analysis, type) |
 //!
 //! # Decisions
@@ -78,6 +79,8 @@ pub struct RecoveryReport {
     pub unreconciled_submissions: u64,
     /// `submitted` items made due now (a crash leaves poll claims' leases behind).
     pub resumed_polls: u64,
+    /// `downloading` items whose reports were all settled before the crash, now `done`.
+    pub completed_items: u64,
 }
 
 /// Start-up recovery of the pipeline's state (see the crash-point table above). Call it once,
@@ -88,16 +91,19 @@ pub async fn recover(app: &App) -> anyhow::Result<RecoveryReport> {
     let grace = grace(app);
     let unreconciled_submissions = db::pipeline::reschedule_submitting(&app.db, at(grace)).await?;
     let resumed_polls = db::pipeline::resume_polling(&app.db, db::now_ms()).await?;
+    let completed_items = db::pipeline::complete_settled_downloads(&app.db).await?;
     let report = RecoveryReport {
         interrupted_downloads,
         unreconciled_submissions,
         resumed_polls,
+        completed_items,
     };
     if report != RecoveryReport::default() {
         info!(
             interrupted_downloads,
             unreconciled_submissions,
             resumed_polls,
+            completed_items,
             "pipeline recovery: interrupted work rescheduled"
         );
     }
