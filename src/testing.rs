@@ -250,7 +250,7 @@ pub async fn check_invariants(
 
     // (b) at most one accepted submission per item key.
     let client = JoeClient::new({
-        let mut s = ClientSettings::new(&sim.api_url(), ApiKey::new(TEST_API_KEY).unwrap());
+        let mut s = ClientSettings::new(sim.api_url(), ApiKey::new(TEST_API_KEY).unwrap());
         s.accept_tac = true;
         s
     })
@@ -350,10 +350,12 @@ pub async fn check_invariants(
             {
                 violations.push(format!("exec bit on {}", path.display()));
             }
-        } else if !inside_drop
-            && !(path.parent() == Some(root) && name.ends_with(".toml") && path.is_file())
-        {
-            violations.push(format!("outside the configured roots: {}", path.display()));
+        } else {
+            let config_file =
+                path.parent() == Some(root) && name.ends_with(".toml") && path.is_file();
+            if !inside_drop && !config_file {
+                violations.push(format!("outside the configured roots: {}", path.display()));
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -117,6 +117,17 @@ min_free_disk_mb = 1
         }
         if let Some(point) = crashpoint {
             command.env("JBXD_CRASHPOINT", point);
+        }
+        // A test that fails (or is killed) must not leave a daemon behind: the child gets
+        // SIGKILL when the test's thread ends.
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         command.spawn().expect("jbxd run starts")
     }
