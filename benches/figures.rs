@@ -851,7 +851,8 @@ async fn p5(_opts: &Options, notes: &mut String) -> Vec<Row> {
     // analysis may take longer than that (report generation), or the default is all it has.
     // `expect(d)`: the analysis time the schedule is told for a true duration d (None: the
     // configured default, 180 s).
-    let scenarios: [(&str, fn(u64) -> Option<u64>); 3] = [
+    type Expect = fn(u64) -> Option<u64>;
+    let scenarios: [(&str, Expect); 3] = [
         ("E = true duration", Some),
         ("E = duration / 1.3", |d| Some(d * 10 / 13)),
         ("E = default 180 s", |_| None),
