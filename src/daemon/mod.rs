@@ -381,6 +381,7 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
         }
     }
     stop.cancel();
+    crate::crashpoint::hit("during_shutdown");
 
     let started = tokio::time::Instant::now();
     let drained = tokio::time::timeout(opts.stop_timeout, async {
@@ -420,7 +421,6 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
         None => Ok(()),
         Some(error) => Err(error),
     }
-    crate::crashpoint::hit("during_shutdown");
 }
 
 /// Waits for a stop request (`None`) or the first worker to end, which is always a bug: a
