@@ -72,6 +72,7 @@ pub struct Wakers {
     pub scan: Notify,
     pub urls: Notify,
     pub submit: Notify,
+    pub reconcile: Notify,
     pub poll: Notify,
     pub download: Notify,
 }
@@ -239,6 +240,7 @@ impl App {
         self.wake.scan.notify_one();
         self.wake.urls.notify_one();
         self.wake.submit.notify_one();
+        self.wake.reconcile.notify_one();
         self.wake.poll.notify_one();
         self.wake.download.notify_one();
     }

@@ -79,3 +79,23 @@ pub async fn set_note(db: &Db, item_id: i64, note: &str) -> Result<(), DbError> 
         .await?;
     Ok(())
 }
+
+/// The earliest `next_attempt_at` of the items in `state` (unix ms), so an idle worker can
+/// sleep exactly until its next item is due instead of polling the table.
+pub async fn next_due_item(db: &Db, state: ItemState) -> Result<Option<i64>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT min(next_attempt_at) FROM items WHERE state = ?")
+            .bind(state)
+            .fetch_one(db.pool())
+            .await?,
+    )
+}
+
+/// The earliest `next_attempt_at` of the pending reports (unix ms).
+pub async fn next_due_report(db: &Db) -> Result<Option<i64>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT min(next_attempt_at) FROM reports WHERE state = 'pending'")
+            .fetch_one(db.pool())
+            .await?,
+    )
+}

@@ -25,9 +25,14 @@ const ARCHIVE_TYPES: &[&str] = &["bins", "unpackpe", "memdumps", "unpack", "ida"
 
 /// Runs the download worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(&app, &cancel, "download", Some(&app.wake.download), || {
-        run_once(&app)
-    })
+    super::worker_loop(
+        &app,
+        &cancel,
+        "download",
+        Some(&app.wake.download),
+        super::DueFrom::Reports,
+        || run_once(&app),
+    )
     .await
 }
 

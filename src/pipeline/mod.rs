@@ -66,9 +66,37 @@ use crate::db;
 pub use classify::{Action, Backoff, Call, MIN_DELAY, classify};
 pub use schedule::PollPlan;
 
-/// How long an idle worker sleeps before looking at the database again (a wake-up comes
-/// sooner when there is news).
-const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a paused worker asks again whether it may work (the breaker's probe is sent from
+/// that gate; lifting a pause also wakes every worker).
+const PAUSED_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest an idle worker sleeps: it sleeps until its next row is due, and a wake-up comes
+/// sooner when new work arrives, so this only bounds the cost of a missed wake-up.
+const IDLE_CAP: Duration = Duration::from_secs(30);
+
+/// Where a worker's next due time is read from while it is idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DueFrom {
+    Items(db::ItemState),
+    Reports,
+}
+
+/// How long an idle worker may sleep: until the earliest due row of its kind, within
+/// [`MIN_DELAY`, `IDLE_CAP`]. Database errors give the cap's floor (the next step reports them).
+async fn idle_wait(app: &App, due: DueFrom) -> Duration {
+    let next = match due {
+        DueFrom::Items(state) => db::pipeline::next_due_item(&app.db, state).await,
+        DueFrom::Reports => db::pipeline::next_due_report(&app.db).await,
+    };
+    match next {
+        Ok(Some(at)) => {
+            let ms = u64::try_from(at.saturating_sub(db::now_ms())).unwrap_or(0);
+            Duration::from_millis(ms).clamp(MIN_DELAY, IDLE_CAP)
+        }
+        Ok(None) => IDLE_CAP,
+        Err(_) => PAUSED_INTERVAL,
+    }
+}
 
 /// What start-up recovery found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,6 +157,7 @@ pub(crate) async fn worker_loop<F, Fut>(
     cancel: &CancellationToken,
     name: &'static str,
     wake: Option<&Notify>,
+    due: DueFrom,
     mut step: F,
 ) -> anyhow::Result<()>
 where
@@ -146,9 +175,13 @@ where
                 failures = 0;
                 None
             }
-            Ok(StepOutcome::Idle | StepOutcome::Paused) => {
+            Ok(StepOutcome::Idle) => {
                 failures = 0;
-                Some(IDLE_INTERVAL)
+                Some(idle_wait(app, due).await)
+            }
+            Ok(StepOutcome::Paused) => {
+                failures = 0;
+                Some(PAUSED_INTERVAL)
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -169,8 +202,23 @@ where
                     None => std::future::pending().await,
                 }
             } => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = sleep_beating(app, name, wait) => {}
         }
+    }
+}
+
+/// Sleeps `wait`, beating the worker's heartbeat every second: a worker waiting for its next
+/// due row is alive, and the watchdog must not take a long idle sleep for a hang. (A beat is an
+/// atomic store; the database is not touched.)
+async fn sleep_beating(app: &App, name: &'static str, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
+        app.heartbeats.beat(name);
     }
 }
 

@@ -31,9 +31,14 @@ const LEASE_MS: i64 = 10 * 60 * 1000;
 
 /// Runs the poll worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(&app, &cancel, "poll", Some(&app.wake.poll), || {
-        run_once(&app)
-    })
+    super::worker_loop(
+        &app,
+        &cancel,
+        "poll",
+        Some(&app.wake.poll),
+        super::DueFrom::Items(db::ItemState::Submitted),
+        || run_once(&app),
+    )
     .await
 }
 

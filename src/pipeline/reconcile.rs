@@ -37,7 +37,15 @@ use crate::db::{self, Attempt, Item, ItemState};
 /// Runs the reconcile worker until `cancel` fires. It has no wake-up of its own: its work
 /// becomes due by time (grace periods, leases), which the idle interval catches.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(&app, &cancel, "reconcile", None, || run_once(&app)).await
+    super::worker_loop(
+        &app,
+        &cancel,
+        "reconcile",
+        Some(&app.wake.reconcile),
+        super::DueFrom::Items(db::ItemState::Submitting),
+        || run_once(&app),
+    )
+    .await
 }
 
 fn lease_ms(app: &App) -> i64 {

@@ -34,9 +34,14 @@ const MAX_LOOKUP_HITS: usize = 20;
 
 /// Runs the submit worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(&app, &cancel, "submit", Some(&app.wake.submit), || {
-        run_once(&app)
-    })
+    super::worker_loop(
+        &app,
+        &cancel,
+        "submit",
+        Some(&app.wake.submit),
+        super::DueFrom::Items(db::ItemState::Queued),
+        || run_once(&app),
+    )
     .await
 }
 
@@ -268,6 +273,7 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         Action::UnknownOutcome => {
             warn!(item = item.id, attempt = %key, error = %detail, "submission outcome unknown; will reconcile");
             db::items::mark_unknown_outcome(&app.db, item.id, key, &detail, at(grace(app))).await?;
+            app.wake.reconcile.notify_one();
         }
         Action::Retry { after } => {
             let outcome = if matches!(error, ApiError::ChunkFailed { .. }) {
