@@ -56,7 +56,8 @@ impl ItemState {
     }
 }
 
-/// A row of `items`.
+/// A row of `items`. Queries read it with `SELECT *` / `RETURNING *`: `FromRow` ignores the
+/// columns it does not need (raw name, source identity), so a new column cannot break them.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Item {
     pub id: i64,
@@ -246,16 +247,12 @@ pub async fn find_by_source_identity(
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<Item>, DbError> {
-    Ok(sqlx::query_as::<_, Item>(
-        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
-                finished_at
-           FROM items WHERE id = ?",
+    Ok(
+        sqlx::query_as::<_, Item>("SELECT * FROM items WHERE id = ?")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?,
     )
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?)
 }
 
 /// Claims up to `limit` queued items that are due: each gets a new attempt key, committed in
@@ -273,10 +270,7 @@ pub async fn claim_for_submit(
           WHERE id IN (SELECT id FROM items
                         WHERE state = 'queued' AND next_attempt_at <= ?
                         ORDER BY next_attempt_at, id LIMIT ?)
-         RETURNING id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                   sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                   submission_id, submitted_at, poll_count, duplicate_of, created_at,
-                   updated_at, finished_at",
+         RETURNING *",
     )
     .bind(now + lease_ms)
     .bind(now_text())
@@ -477,10 +471,7 @@ async fn claim_due(
           WHERE id IN (SELECT id FROM items
                         WHERE state = ? AND next_attempt_at <= ?
                         ORDER BY next_attempt_at, id LIMIT ?)
-         RETURNING id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                   sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                   submission_id, submitted_at, poll_count, duplicate_of, created_at,
-                   updated_at, finished_at",
+         RETURNING *",
     )
     .bind(now + lease_ms)
     .bind(state)
@@ -617,11 +608,7 @@ pub async fn counts_by_state(db: &Db) -> Result<Vec<(ItemState, i64)>, DbError> 
 /// The oldest item not yet in a terminal state.
 pub async fn oldest_pending(db: &Db) -> Result<Option<Item>, DbError> {
     Ok(sqlx::query_as::<_, Item>(
-        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
-                finished_at
-           FROM items
+        "SELECT * FROM items
           WHERE state IN ('queued', 'submitting', 'submitted', 'downloading')
           ORDER BY id LIMIT 1",
     )
@@ -632,11 +619,7 @@ pub async fn oldest_pending(db: &Db) -> Result<Option<Item>, DbError> {
 /// The most recent items that carry an error.
 pub async fn recent_errors(db: &Db, limit: i64) -> Result<Vec<Item>, DbError> {
     Ok(sqlx::query_as::<_, Item>(
-        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
-                finished_at
-           FROM items WHERE error IS NOT NULL
+        "SELECT * FROM items WHERE error IS NOT NULL
           ORDER BY updated_at DESC LIMIT ?",
     )
     .bind(limit)
@@ -646,14 +629,10 @@ pub async fn recent_errors(db: &Db, limit: i64) -> Result<Vec<Item>, DbError> {
 
 /// Every item, newest first (for listings and tests).
 pub async fn list(db: &Db, limit: i64) -> Result<Vec<Item>, DbError> {
-    Ok(sqlx::query_as::<_, Item>(
-        "SELECT id, kind, source, item_key, name, url, url_queue_id, sha256, md5, sha1, size,
-                sample_path, params, force, state, error, note, attempts, next_attempt_at,
-                submission_id, submitted_at, poll_count, duplicate_of, created_at, updated_at,
-                finished_at
-           FROM items ORDER BY id DESC LIMIT ?",
+    Ok(
+        sqlx::query_as::<_, Item>("SELECT * FROM items ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?,
     )
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?)
 }
