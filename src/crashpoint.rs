@@ -12,8 +12,8 @@
 //!
 //! | point | where | reliability catalog case |
 //! | --- | --- | --- |
-//! | `mid_copy` | `storage::Store::stage_sample`, after the first block was written to the temporary copy in `quarantine/incoming` (counts per block) | 3 |
-//! | `after_stage` | `intake::scanner` flush: the batch's samples are renamed into `quarantine/samples` and synced, before the items insert | 4 (and 2) |
+//! | `mid_copy` | `storage::Store::stage_unsynced` (also behind `stage_sample`), after the first block was written to the temporary copy in `quarantine/incoming` (counts per block) | 3 |
+//! | `after_stage` | `intake::scanner` flush: the batch's samples are published (`Store::publish`: one `syncfs`, renamed into `quarantine/samples`, directory synced), before the items insert | 4 (and 2) |
 //! | `after_record` | `intake::scanner` flush: items committed, before the sources are unlinked | 5 |
 //! | `after_url_claim` | `intake::urls::run_once`: the `url_queue` batch was applied (items queued) | – |
 //! | `after_submit_intent` | `pipeline::submit::run_once`: `claim_for_submit` committed (`submitting`, attempt key), before any request | 6 |

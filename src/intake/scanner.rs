@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::{escape_name, floor};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, NewFile};
+use crate::storage::StagedTemp;
 
 /// jbxd's own subfolder of the drop folder, for entries moved aside.
 pub const REJECTED_DIR: &str = "rejected";
@@ -220,11 +221,20 @@ fn settle_period(app: &App) -> Duration {
     floor(Duration::from_millis(app.config.intake.settle_ms))
 }
 
+/// A taken file once its copy is published: what the commit and the unlink need.
+struct Recorded {
+    file: NewFile,
+    path: PathBuf,
+    stamp: Stamp,
+}
+
 /// A staged file waiting for the batch's commit.
 struct Taken {
     file: NewFile,
     path: PathBuf,
     stamp: Stamp,
+    /// The unpublished copy in `quarantine/incoming`.
+    temp: StagedTemp,
 }
 
 async fn scan(
@@ -499,7 +509,7 @@ async fn take(
         let path = path.clone();
         let mut file = file;
         tokio::task::spawn_blocking(move || -> io::Result<_> {
-            let staged = store.stage_sample(&mut file, false)?;
+            let staged = store.stage_unsynced(&mut file)?;
             if let Some(hook) = hook {
                 hook(&path);
             }
@@ -531,9 +541,9 @@ async fn take(
         }
     };
     let after = Stamp::of(&after);
-    if after != before || staged.size != before.size {
-        // Written to while we copied: the copy may mix old and new bytes. The staged copy stays
-        // (content-addressed; another item may share it) and the file settles again.
+    if after != before || staged.sample().size != before.size {
+        // Written to while we copied: the copy may mix old and new bytes. The unpublished copy
+        // is deleted (dropped) and the file settles again.
         tracing::info!(name = %shown, "changed while being copied; waiting for it to settle again");
         state.candidates.insert(
             name.clone(),
@@ -546,15 +556,16 @@ async fn take(
         return Ok(0);
     }
     state.candidates.remove(name);
+    let sample = staged.sample().clone();
     batch.push(Taken {
         file: NewFile {
             name: shown,
             raw_name: name.as_bytes().to_vec(),
-            sha256: staged.sha256,
-            md5: staged.md5,
-            sha1: staged.sha1,
-            size: staged.size as i64,
-            sample_path: staged.rel_path,
+            sha256: sample.sha256,
+            md5: sample.md5,
+            sha1: sample.sha1,
+            size: sample.size as i64,
+            sample_path: sample.rel_path,
             dev: before.dev as i64,
             ino: before.ino as i64,
             mtime_ns: before.mtime_ns,
@@ -564,6 +575,7 @@ async fn take(
         },
         path,
         stamp: before,
+        temp: staged,
     });
     Ok(1)
 }
@@ -585,17 +597,29 @@ fn open_source(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
-/// Makes the batch's samples durable, records them in one transaction, and only then removes
+/// Makes the batch's samples durable and publishes them (one `syncfs`, the renames, one
+/// directory sync: `Store::publish`), records them in one transaction, and only then removes
 /// their sources.
 async fn flush(app: &App, batch: &mut Vec<Taken>) -> anyhow::Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let taken = std::mem::take(batch);
+    let (temps, taken): (Vec<StagedTemp>, Vec<Recorded>) = std::mem::take(batch)
+        .into_iter()
+        .map(|t| {
+            let recorded = Recorded {
+                file: t.file,
+                path: t.path,
+                stamp: t.stamp,
+            };
+            (t.temp, recorded)
+        })
+        .unzip();
     let store = app.store.clone();
-    tokio::task::spawn_blocking(move || store.sync_samples_dir())
+    // On an error nothing was recorded and the sources stay: the next scan takes them again.
+    tokio::task::spawn_blocking(move || store.publish(temps))
         .await?
-        .context("cannot sync the quarantine directory")?;
+        .context("cannot make the staged samples durable in quarantine")?;
     crate::crashpoint::hit("after_stage");
     let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
     let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;

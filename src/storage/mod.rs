@@ -13,4 +13,4 @@ mod store;
 
 pub use atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
-pub use store::{StagedSample, Store};
+pub use store::{StagedSample, StagedTemp, Store};

@@ -8,7 +8,8 @@
 //!   reports/<webid>/<file>       downloaded reports
 //! ```
 //!
-//! Directories are 0700. Every file appears by rename after fsync; paths stored in the database
+//! Directories are 0700. Every file appears by rename after fsync (intake batches: after one
+//! `syncfs` for the whole batch, see [`Store::publish`]); paths stored in the database
 //! are relative to `data_dir`.
 
 use std::fs;
@@ -36,6 +37,59 @@ pub struct StagedSample {
     pub size: u64,
     /// `quarantine/samples/<sha256>`, relative to `data_dir`.
     pub rel_path: String,
+}
+
+/// A copy in `quarantine/incoming` that is complete and hashed but not yet durable nor
+/// published (see [`Store::stage_unsynced`]). Dropped unpublished, it is deleted.
+#[derive(Debug)]
+pub struct StagedTemp {
+    sample: StagedSample,
+    file: fs::File,
+    /// `None` once renamed into place or deleted.
+    path: Option<PathBuf>,
+}
+
+impl StagedTemp {
+    /// What the copy will be recorded as once published.
+    pub fn sample(&self) -> &StagedSample {
+        &self.sample
+    }
+
+    /// Renames the (already durable) copy to its content address, or deletes it when that
+    /// sample is already stored (every stored sample is durable: it got there this way).
+    fn rename_into_place(mut self, store: &Store) -> io::Result<StagedSample> {
+        let temp = self.path.take().expect("an unpublished copy has its path");
+        let target = store.root.join(&self.sample.rel_path);
+        let result = if target.exists() {
+            fs::remove_file(&temp)
+        } else {
+            fs::rename(&temp, &target)
+        };
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result.map(|()| self.sample.clone())
+    }
+}
+
+impl Drop for StagedTemp {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// `syncfs(2)`: writes back every dirty page and inode of the file system holding `file` and
+/// commits its journal; reports write-back errors since `file` was opened.
+fn syncfs(file: &fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for the duration of the call (borrowed `File`).
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The storage tree of one `data_dir`.
@@ -75,11 +129,25 @@ impl Store {
     /// Copies `source` (already opened without following links) into quarantine while hashing
     /// it, fsyncs, and renames it to `quarantine/samples/<sha256>` (mode 0400). A sample that is
     /// already stored is not stored twice. When `sync_dir` is false the caller must call
-    /// [`Store::sync_samples_dir`] before recording the sample (batched intake does this once
-    /// per batch). Blocking: run it on a blocking thread.
+    /// [`Store::sync_samples_dir`] before recording the sample. Blocking: run it on a blocking
+    /// thread. Batched intake uses [`Store::stage_unsynced`] and [`Store::publish`] instead.
     pub fn stage_sample(&self, source: &mut fs::File, sync_dir: bool) -> io::Result<StagedSample> {
-        let incoming = self.root.join(INCOMING);
-        let temp = incoming.join(format!(
+        let temp = self.stage_unsynced(source)?;
+        temp.file.sync_all()?;
+        let sample = temp.rename_into_place(self)?;
+        if sync_dir {
+            self.sync_samples_dir()?;
+        }
+        Ok(sample)
+    }
+
+    /// Copies `source` into `quarantine/incoming` under a temporary name while hashing it, and
+    /// makes the copy read-only — without any fsync: the copy is not durable and not visible
+    /// under `quarantine/samples` until it goes through [`Store::publish`]. Dropping the
+    /// returned [`StagedTemp`] deletes the copy. Each one holds its descriptor open until it is
+    /// published or dropped. Blocking: run it on a blocking thread.
+    pub fn stage_unsynced(&self, source: &mut fs::File) -> io::Result<StagedTemp> {
+        let temp = self.root.join(INCOMING).join(format!(
             "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
             fastrand::u64(..)
         ));
@@ -87,7 +155,7 @@ impl Store {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)?;
         let result = (|| {
             let mut sha256 = Sha256::new();
@@ -107,31 +175,50 @@ impl Store {
                 size += n as u64;
                 crate::crashpoint::hit("mid_copy");
             }
-            out.sync_all()?;
-            fs::set_permissions(&temp, fs::Permissions::from_mode(0o400))?;
+            out.set_permissions(fs::Permissions::from_mode(0o400))?;
             let sha256 = hex::encode(sha256.finalize());
-            let rel_path = format!("{SAMPLES}/{sha256}");
-            let target = self.root.join(&rel_path);
-            if target.exists() {
-                fs::remove_file(&temp)?;
-            } else {
-                fs::rename(&temp, &target)?;
-                if sync_dir {
-                    self.sync_samples_dir()?;
-                }
-            }
             Ok(StagedSample {
+                rel_path: format!("{SAMPLES}/{sha256}"),
                 sha256,
                 md5: hex::encode(md5.finalize()),
                 sha1: hex::encode(sha1.finalize()),
                 size,
-                rel_path,
             })
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
+        match result {
+            Ok(sample) => Ok(StagedTemp {
+                sample,
+                file: out,
+                path: Some(temp),
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Publishes a batch of [`Store::stage_unsynced`] copies: makes all their contents durable
+    /// at once (one `syncfs` of the `data_dir` file system; one `fsync` for a single copy), then
+    /// renames each to `quarantine/samples/<sha256>` (or deletes it when that sample is
+    /// already stored), then fsyncs `quarantine/samples` once. On success every returned sample
+    /// is durable and may be recorded; on error none may be (the copies not yet renamed are
+    /// deleted). Blocking: run it on a blocking thread.
+    pub fn publish(&self, batch: Vec<StagedTemp>) -> io::Result<Vec<StagedSample>> {
+        match batch.as_slice() {
+            [] => return Ok(Vec::new()),
+            [one] => one.file.sync_all()?,
+            // The descriptor of the first copy was opened before any of the batch's data was
+            // written, so `syncfs` through it reports every write-back error since then
+            // (Linux ≥ 5.8).
+            [first, ..] => syncfs(&first.file)?,
+        }
+        let samples = batch
+            .into_iter()
+            .map(|temp| temp.rename_into_place(self))
+            .collect::<io::Result<Vec<_>>>()?;
+        self.sync_samples_dir()?;
+        Ok(samples)
     }
 
     /// Makes the renames into `quarantine/samples` durable.
@@ -240,6 +327,47 @@ mod tests {
         );
         assert!(store.verify(&a.rel_path, 5, &a.sha256).unwrap());
         assert_eq!(fs::read_dir(dir.path().join(INCOMING)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_published_batch_is_stored_once_per_content_and_an_unpublished_copy_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.prepare().unwrap();
+        let stage = |content: &[u8]| {
+            let src = dir.path().join("in.bin");
+            fs::write(&src, content).unwrap();
+            store
+                .stage_unsynced(&mut fs::File::open(&src).unwrap())
+                .unwrap()
+        };
+        let incoming = || fs::read_dir(dir.path().join(INCOMING)).unwrap().count();
+        let samples = || fs::read_dir(dir.path().join(SAMPLES)).unwrap().count();
+        // Dropped unpublished: deleted, nothing visible.
+        drop(stage(b"abandoned"));
+        assert_eq!((incoming(), samples()), (0, 0));
+        let batch = vec![stage(b"one"), stage(b"two"), stage(b"one")];
+        assert_eq!(
+            (incoming(), samples()),
+            (3, 0),
+            "not visible before publish"
+        );
+        let published = store.publish(batch).unwrap();
+        assert_eq!(published.len(), 3);
+        assert_eq!(published[0], published[2]);
+        assert_eq!((incoming(), samples()), (0, 2));
+        for s in &published {
+            assert!(store.verify(&s.rel_path, 3, &s.sha256).unwrap());
+            let mode = fs::metadata(store.abs(&s.rel_path))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o400);
+        }
+        // Already stored: a later copy of the same content is dropped, not stored twice.
+        let again = store.publish(vec![stage(b"two")]).unwrap();
+        assert_eq!(again[0], published[1]);
+        assert_eq!((incoming(), samples()), (0, 2));
     }
 
     #[tokio::test]
