@@ -206,6 +206,13 @@ async fn case_15_random_kill_torture_loses_nothing_and_submits_nothing_twice() {
     fault_feeder.await.unwrap();
     let drain_started = Instant::now();
     let drained = h.wait_drained(&db, Duration::from_secs(600)).await;
+    // The drain can be complete before the last start finished (every input was already
+    // terminal): stop a daemon that is up, as an operator would, not one still starting.
+    let up = wait_until(Duration::from_secs(60), || async {
+        h.last_log().contains("jbxd::daemon: ready")
+    })
+    .await;
+    assert!(up, "the clean run never became ready\n{}", h.log_tail());
     signal(&child, libc::SIGTERM);
     let status = wait_exit(child, Duration::from_secs(60)).await;
     assert!(

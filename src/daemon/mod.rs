@@ -100,6 +100,13 @@ pub const EXIT_FAILURE: u8 = 1;
 /// without having installed a tracing subscriber (this installs the configured one).
 pub async fn main(opts: DaemonOptions) -> ExitCode {
     disable_core_dumps();
+    // First of all: a stop request during start-up must end in a clean stop (run() sees the
+    // cancelled token and returns at once), not in death by the signal's default action.
+    let cancel = CancellationToken::new();
+    if let Err(error) = install_signal_handler(cancel.clone()) {
+        eprintln!("jbxd: cannot install the signal handler: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let loaded = match config::load(&opts.load) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -154,11 +161,6 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
     };
     let app = App::new(config, db, client);
 
-    let cancel = CancellationToken::new();
-    if let Err(error) = install_signal_handler(cancel.clone()) {
-        tracing::error!(%error, "cannot install the signal handler");
-        return ExitCode::from(EXIT_FAILURE);
-    }
     match run(app, cancel, RunOptions::default()).await {
         Ok(()) => {
             tracing::info!("stopped");
