@@ -108,36 +108,11 @@ pub fn attempt_params(
     config: &SubmissionConfig,
     attempt_key: &str,
 ) -> Result<SubmissionParams, String> {
-    let mut params = SubmissionParams::new();
-    if let Some(text) = item_params.filter(|t| !t.trim().is_empty()) {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| format!("the item's parameters are not valid JSON: {e}"))?;
-        let Value::Object(map) = value else {
-            return Err("the item's parameters are not a JSON object".into());
-        };
-        for (name, value) in &map {
-            let values = match value {
-                Value::Null => continue,
-                Value::Array(items) => items.iter().collect(),
-                other => vec![other],
-            };
-            for value in values {
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
-                    Value::Number(n) => n.to_string(),
-                    _ => {
-                        return Err(format!(
-                            "parameter {name}: expected text, a number or a boolean"
-                        ));
-                    }
-                };
-                params
-                    .set(name, &text)
-                    .map_err(|e| format!("parameter {name}: {e}"))?;
-            }
-        }
-    }
+    // The per-item JSON has one reader: intake validated it with the same function when the
+    // item was created.
+    let mut params = crate::intake::params::parse(item_params)
+        .map_err(|e| e.to_string())?
+        .params;
     params.merge_defaults(defaults);
     let user = params
         .comments()
