@@ -52,11 +52,12 @@ const HOT: &[(&str, &str, &str)] = &[
         "SELECT state, count(*) FROM items GROUP BY state",
     ),
     (
-        "db/items.rs find_by_source_identity",
+        "db/items.rs find_by_source_identities",
         include_str!("../src/db/items.rs"),
-        "SELECT id FROM items
-          WHERE source_dev = ? AND source_ino = ? AND size = ? AND source_mtime_ns = ?
-          ORDER BY id DESC LIMIT 1",
+        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+           FROM json_each(?) AS j
+           JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
     ),
 ];
 

@@ -1,5 +1,7 @@
 //! `items` and `submit_attempts`: the unit of work and its submission outbox.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{FromRow, Sqlite, Transaction};
 
@@ -224,26 +226,36 @@ pub async fn insert_rejected_file(
     .await?)
 }
 
-/// The item recorded for a dropped file with this identity, if any: after a crash between
-/// recording a file and removing it from the drop folder, the rescan finds it here.
-pub async fn find_by_source_identity(
+/// Where a dropped file came from: `(dev, ino, size, mtime_ns)` of the source as `fstat` saw
+/// it when it was taken.
+pub type SourceIdentity = (i64, i64, i64, i64);
+
+/// The items recorded for dropped files with these identities (one query for a whole batch):
+/// after a crash between recording a file and removing it from the drop folder, the rescan
+/// finds them here. Maps each identity found to its newest item.
+pub async fn find_by_source_identities(
     db: &Db,
-    dev: i64,
-    ino: i64,
-    size: i64,
-    mtime_ns: i64,
-) -> Result<Option<i64>, DbError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM items
-          WHERE source_dev = ? AND source_ino = ? AND size = ? AND source_mtime_ns = ?
-          ORDER BY id DESC LIMIT 1",
+    identities: &[SourceIdentity],
+) -> Result<HashMap<SourceIdentity, i64>, DbError> {
+    if identities.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let json = serde_json::to_string(identities).expect("integers serialise");
+    let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+           FROM json_each(?) AS j
+           JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
     )
-    .bind(dev)
-    .bind(ino)
-    .bind(size)
-    .bind(mtime_ns)
-    .fetch_optional(db.pool())
-    .await?)
+    .bind(json)
+    .fetch_all(db.pool())
+    .await?;
+    let mut found = HashMap::new();
+    for (id, dev, ino, size, mtime_ns) in rows {
+        let newest = found.entry((dev, ino, size, mtime_ns)).or_insert(id);
+        *newest = (*newest).max(id);
+    }
+    Ok(found)
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<Item>, DbError> {

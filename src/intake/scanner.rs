@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::{escape_name, floor};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, NewFile};
-use crate::storage::StagedTemp;
+use crate::storage::{StagedTemp, Store};
 
 /// jbxd's own subfolder of the drop folder, for entries moved aside.
 pub const REJECTED_DIR: &str = "rejected";
@@ -85,6 +85,16 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// How the database recognises the source of a recorded item.
+    fn identity(&self) -> db::items::SourceIdentity {
+        (
+            self.dev as i64,
+            self.ino as i64,
+            self.size as i64,
+            self.mtime_ns,
+        )
+    }
+
     fn of(m: &Metadata) -> Self {
         Self {
             dev: m.dev(),
@@ -237,6 +247,17 @@ struct Taken {
     temp: StagedTemp,
 }
 
+/// A drop-folder source to remove once it is recorded (unless it changed since).
+struct Source {
+    path: PathBuf,
+    stamp: Stamp,
+    shown: String,
+}
+
+/// One scan: list the folder and `lstat` every entry (one blocking task), judge each entry,
+/// then take the settled files in batches of [`BATCH`] (see [`take_batch`]). Every blocking
+/// step works on a whole batch: per-file hand-offs between the runtime and blocking threads
+/// used to dominate the cost of a large drop (BENCHMARKS.md P3).
 async fn scan(
     app: &App,
     state: &mut ScanState,
@@ -247,37 +268,35 @@ async fn scan(
     }
     let drop_dir = app.config.drop_dir.clone();
     check_drop_dir(&drop_dir)?;
-    let mut entries = tokio::fs::read_dir(&drop_dir)
-        .await
-        .with_context(|| format!("cannot list the drop folder {}", drop_dir.display()))?;
-    let mut seen = HashSet::new();
-    let mut batch = Vec::new();
+    let (listing, list_error) = {
+        let drop_dir = drop_dir.clone();
+        tokio::task::spawn_blocking(move || list(&drop_dir)).await?
+    }
+    .with_context(|| format!("cannot list the drop folder {}", drop_dir.display()))?;
+    let cancelled = || cancel.is_some_and(|c| c.is_cancelled());
+    let mut seen = HashSet::with_capacity(listing.len());
+    let mut settled = Vec::new();
     let mut worked = 0;
-    loop {
-        if cancel.is_some_and(|c| c.is_cancelled()) {
+    for (name, meta) in listing {
+        if cancelled() {
             break;
         }
-        let entry = match entries.next_entry().await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => break,
-            Err(e) => {
-                // Flush what was staged: it is complete and its sources are still in place.
-                flush(app, &mut batch).await?;
-                return Err(e).context("cannot list the drop folder");
-            }
-        };
-        let name = entry.file_name();
-        if is_temp_name(name.as_bytes()) {
-            continue;
-        }
         seen.insert(name.clone());
-        worked += examine(app, state, &drop_dir, name, &mut batch).await?;
-        if batch.len() >= BATCH {
-            flush(app, &mut batch).await?;
-            app.heartbeats.beat(WORKER);
+        match examine(app, state, &drop_dir, name, meta).await? {
+            Examined::Done(n) => worked += n,
+            Examined::Settled(name, meta) => settled.push((name, meta)),
         }
     }
-    flush(app, &mut batch).await?;
+    let mut settled = settled.into_iter().peekable();
+    while settled.peek().is_some() && !cancelled() {
+        let chunk: Vec<_> = settled.by_ref().take(BATCH).collect();
+        worked += take_batch(app, state, &drop_dir, chunk).await?;
+        app.heartbeats.beat(WORKER);
+    }
+    if let Some(e) = list_error {
+        // What was listed before the error is handled; the rest waits for the next scan.
+        return Err(e).context("cannot list the drop folder");
+    }
     // Forget what is gone (taken, renamed away, deleted by its writer).
     state.candidates.retain(|name, _| seen.contains(name));
     state.unreadable.retain(|name, _| seen.contains(name));
@@ -287,6 +306,28 @@ async fn scan(
     } else {
         StepOutcome::Idle
     })
+}
+
+/// An entry's `lstat` as the listing saw it.
+type Listed = (OsString, io::Result<Metadata>);
+
+/// The folder's entries except temp names, each with its `lstat`, and the error that ended
+/// the listing early, if any. Blocking.
+fn list(drop_dir: &Path) -> io::Result<(Vec<Listed>, Option<io::Error>)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(drop_dir)? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return Ok((out, Some(e))),
+        };
+        let name = entry.file_name();
+        if is_temp_name(name.as_bytes()) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(entry.path());
+        out.push((name, meta));
+    }
+    Ok((out, None))
 }
 
 /// The drop folder must be a real directory: a symlink in its place is refused rather than
@@ -307,27 +348,34 @@ fn check_drop_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Looks at one entry; returns how many entries it finished (taken into the batch, rejected,
-/// or recognised as already recorded).
+/// What looking at one entry came to.
+enum Examined {
+    /// Finished with this many entries (rejected), or nothing to do yet (0).
+    Done(usize),
+    /// A regular file that settled: to be taken.
+    Settled(OsString, Metadata),
+}
+
+/// Looks at one listed entry: ignores directories, rejects what is not a regular file, and
+/// applies the stability rule to regular files.
 async fn examine(
     app: &App,
     state: &mut ScanState,
     drop_dir: &Path,
     name: OsString,
-    batch: &mut Vec<Taken>,
-) -> anyhow::Result<usize> {
-    let path = drop_dir.join(&name);
+    meta: io::Result<Metadata>,
+) -> anyhow::Result<Examined> {
     let shown = escape_name(name.as_bytes());
-    let meta = match tokio::fs::symlink_metadata(&path).await {
+    let meta = match meta {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             tracing::debug!(name = %shown, "vanished before it could be examined");
             state.candidates.remove(&name);
-            return Ok(0);
+            return Ok(Examined::Done(0));
         }
         Err(e) => {
             tracing::warn!(name = %shown, error = %e, "cannot stat drop folder entry");
-            return Ok(0);
+            return Ok(Examined::Done(0));
         }
     };
     let kind = meta.file_type();
@@ -336,16 +384,17 @@ async fn examine(
         if !ours && state.dirs_reported.insert((meta.dev(), meta.ino())) {
             tracing::info!(name = %shown, "subdirectory in the drop folder ignored (not recursed)");
         }
-        return Ok(0);
+        return Ok(Examined::Done(0));
     }
     if state
         .stuck
         .contains(&(name.clone(), meta.dev(), meta.ino()))
     {
-        return Ok(0);
+        return Ok(Examined::Done(0));
     }
     if kind.is_symlink() {
-        return reject(app, state, drop_dir, &name, &meta, None, Rejection::Symlink).await;
+        let n = reject(app, state, drop_dir, &name, &meta, None, Rejection::Symlink).await?;
+        return Ok(Examined::Done(n));
     }
     if !kind.is_file() {
         let what = if kind.is_fifo() {
@@ -358,16 +407,9 @@ async fn examine(
             "other"
         };
         tracing::debug!(name = %shown, kind = what, "not a regular file; not opened");
-        return reject(
-            app,
-            state,
-            drop_dir,
-            &name,
-            &meta,
-            None,
-            Rejection::NotRegular,
-        )
-        .await;
+        let why = Rejection::NotRegular;
+        let n = reject(app, state, drop_dir, &name, &meta, None, why).await?;
+        return Ok(Examined::Done(n));
     }
 
     // The stability rule: same size, mtime and ctime over the settle period.
@@ -392,192 +434,269 @@ async fn examine(
             quiet
         }
     };
-    if !settled {
-        return Ok(0);
-    }
-    take(app, state, drop_dir, &name, &meta, batch).await
+    Ok(if settled {
+        Examined::Settled(name, meta)
+    } else {
+        Examined::Done(0)
+    })
 }
 
-/// Opens, checks and stages one settled regular file.
-async fn take(
+/// A settled file opened and checked, ready to be copied.
+struct Opened {
+    name: OsString,
+    path: PathBuf,
+    file: File,
+    before: Stamp,
+}
+
+/// Takes a batch of settled files: opens them all (one blocking task), checks each, skips
+/// those already recorded (one query), copies the rest into quarantine while hashing (one
+/// blocking task), then publishes, records and unlinks them as one batch ([`flush`]).
+/// Returns how many entries it finished.
+async fn take_batch(
     app: &App,
     state: &mut ScanState,
     drop_dir: &Path,
-    name: &OsString,
-    lmeta: &Metadata,
-    batch: &mut Vec<Taken>,
+    chunk: Vec<(OsString, Metadata)>,
 ) -> anyhow::Result<usize> {
-    let path = drop_dir.join(name);
-    let shown = escape_name(name.as_bytes());
     let opened = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || open_source(&path)).await?
-    };
-    let (file, fmeta) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            return match e.raw_os_error() {
-                // It became a symlink between lstat and open: O_NOFOLLOW refused it.
-                Some(libc::ELOOP) => {
-                    reject(app, state, drop_dir, name, lmeta, None, Rejection::Symlink).await
-                }
-                Some(libc::ENOENT) => {
-                    tracing::debug!(name = %shown, "vanished before it could be opened");
-                    state.candidates.remove(name);
-                    Ok(0)
-                }
-                Some(libc::EACCES) | Some(libc::EPERM) => {
-                    unreadable(app, state, drop_dir, name, lmeta).await
-                }
-                _ => {
-                    tracing::warn!(name = %shown, error = %e, "cannot open drop folder file; will retry");
-                    Ok(0)
-                }
-            };
-        }
-    };
-    state.unreadable.remove(name);
-    if (fmeta.dev(), fmeta.ino()) != (lmeta.dev(), lmeta.ino()) {
-        // Replaced between lstat and open: judge the new file on the next scan.
-        state.candidates.remove(name);
-        return Ok(0);
-    }
-    if !fmeta.is_file() {
-        return reject(
-            app,
-            state,
-            drop_dir,
-            name,
-            &fmeta,
-            None,
-            Rejection::NotRegular,
-        )
-        .await;
-    }
-    let size = fmeta.size();
-    if fmeta.nlink() > 1 && !app.config.intake.allow_hardlinks {
-        return reject(
-            app,
-            state,
-            drop_dir,
-            name,
-            &fmeta,
-            Some(size),
-            Rejection::HardLinked,
-        )
-        .await;
-    }
-    if size == 0 {
-        return reject(
-            app,
-            state,
-            drop_dir,
-            name,
-            &fmeta,
-            Some(0),
-            Rejection::Empty,
-        )
-        .await;
-    }
-    let limit = app.config.intake.max_file_size;
-    if size > limit {
-        let why = Rejection::TooLarge { size, limit };
-        return reject(app, state, drop_dir, name, &fmeta, Some(size), why).await;
-    }
-    let before = Stamp::of(&fmeta);
-
-    // Recorded before a crash that came between the insert and the unlink: just remove it.
-    if let Some(item) = db::items::find_by_source_identity(
-        &app.db,
-        before.dev as i64,
-        before.ino as i64,
-        before.size as i64,
-        before.mtime_ns,
-    )
-    .await?
-    {
-        drop(file);
-        state.candidates.remove(name);
-        tracing::info!(item_id = item, name = %shown, "already recorded; removing it from the drop folder");
-        remove_source(&path, &before, &shown).await;
-        return Ok(1);
-    }
-
-    let staged = {
-        let store = app.store.clone();
-        let hook = state.after_copy_hook.clone();
-        let path = path.clone();
-        let mut file = file;
-        tokio::task::spawn_blocking(move || -> io::Result<_> {
-            let staged = store.stage_unsynced(&mut file)?;
-            if let Some(hook) = hook {
-                hook(&path);
-            }
-            let after = file.metadata()?;
-            Ok((staged, after))
+        let drop_dir = drop_dir.to_owned();
+        tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|(name, lmeta)| {
+                    let opened = open_source(&drop_dir.join(&name));
+                    (name, lmeta, opened)
+                })
+                .collect::<Vec<_>>()
         })
         .await?
     };
-    let (staged, after) = match staged {
-        Ok(done) => done,
-        // Our side is out of space or read-only: every other file would fail the same way.
-        Err(e) if is_local_resource_error(&e) => {
-            // Name the directory and its free space: the operator's first two questions.
-            let root = app.store.root();
-            let free = crate::daemon::health::free_bytes(root)
-                .map_or_else(|_| "unknown".to_owned(), |b| b.to_string());
-            return Err(e).with_context(|| {
-                format!(
-                    "cannot copy {shown} into quarantine in {} ({free} bytes free)",
-                    root.display()
-                )
-            });
+    let mut worked = 0;
+    let mut ready = Vec::with_capacity(opened.len());
+    for (name, lmeta, result) in opened {
+        match check_opened(app, state, drop_dir, name, &lmeta, result).await? {
+            Checked::Done(n) => worked += n,
+            Checked::Ready(opened) => ready.push(opened),
         }
-        // Most likely this one source (e.g. an I/O error reading it): the others go on, and
-        // this file is tried again on the next scan.
+    }
+
+    // Recorded before a crash that came between the insert and the unlink: just remove them.
+    let identities: Vec<_> = ready.iter().map(|o| o.before.identity()).collect();
+    let known = db::items::find_by_source_identities(&app.db, &identities).await?;
+    let mut leftovers = Vec::new();
+    ready.retain(|o| match known.get(&o.before.identity()) {
+        Some(item) => {
+            let shown = escape_name(o.name.as_bytes());
+            tracing::info!(item_id = item, name = %shown, "already recorded; removing it from the drop folder");
+            leftovers.push(Source {
+                path: o.path.clone(),
+                stamp: o.before,
+                shown,
+            });
+            false
+        }
+        None => true,
+    });
+    for source in &leftovers {
+        state
+            .candidates
+            .remove(source.path.file_name().unwrap_or_default());
+    }
+    worked += leftovers.len();
+    remove_sources(leftovers).await?;
+
+    let copies = {
+        let store = app.store.clone();
+        let hook = state.after_copy_hook.clone();
+        tokio::task::spawn_blocking(move || copy_all(&store, hook.as_ref(), ready)).await?
+    };
+    let mut batch = Vec::with_capacity(copies.len());
+    for copy in copies {
+        let Copied {
+            name,
+            path,
+            before,
+            result,
+        } = copy;
+        let shown = escape_name(name.as_bytes());
+        let (staged, after) = match result {
+            Ok(done) => done,
+            // Our side is out of space or read-only: every other file would fail the same way.
+            // The batch's unpublished copies are deleted; the sources stay for the next scan.
+            Err(e) if is_local_resource_error(&e) => {
+                // Name the directory and its free space: the operator's first two questions.
+                let root = app.store.root();
+                let free = crate::daemon::health::free_bytes(root)
+                    .map_or_else(|_| "unknown".to_owned(), |b| b.to_string());
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot copy {shown} into quarantine in {} ({free} bytes free)",
+                        root.display()
+                    )
+                });
+            }
+            // Most likely this one source (e.g. an I/O error reading it): the others go on,
+            // and this file is tried again on the next scan.
+            Err(e) => {
+                tracing::warn!(name = %shown, error = %e, "cannot copy into quarantine; will retry");
+                continue;
+            }
+        };
+        if after != before || staged.sample().size != before.size {
+            // Written to while we copied: the copy may mix old and new bytes. The unpublished
+            // copy is deleted (dropped) and the file settles again.
+            tracing::info!(name = %shown, "changed while being copied; waiting for it to settle again");
+            state.candidates.insert(
+                name,
+                Candidate {
+                    stamp: after,
+                    stable_since: Instant::now(),
+                    quiet: false,
+                },
+            );
+            continue;
+        }
+        state.candidates.remove(&name);
+        let sample = staged.sample().clone();
+        batch.push(Taken {
+            file: NewFile {
+                name: shown,
+                raw_name: name.as_bytes().to_vec(),
+                sha256: sample.sha256,
+                md5: sample.md5,
+                sha1: sample.sha1,
+                size: sample.size as i64,
+                sample_path: sample.rel_path,
+                dev: before.dev as i64,
+                ino: before.ino as i64,
+                mtime_ns: before.mtime_ns,
+                source: "drop",
+                params: None,
+                force: false,
+            },
+            path,
+            stamp: before,
+            temp: staged,
+        });
+    }
+    worked += batch.len();
+    flush(app, batch).await?;
+    Ok(worked)
+}
+
+/// What checking an opened file came to.
+enum Checked {
+    /// Finished with this many entries (rejected or vanished), or nothing to do yet (0).
+    Done(usize),
+    Ready(Opened),
+}
+
+/// Judges a settled file after `open`: the open's error, a swap since the `lstat`, and the
+/// `fstat` rules (regular, one link, not empty, not too large).
+async fn check_opened(
+    app: &App,
+    state: &mut ScanState,
+    drop_dir: &Path,
+    name: OsString,
+    lmeta: &Metadata,
+    opened: io::Result<(File, Metadata)>,
+) -> anyhow::Result<Checked> {
+    let shown = escape_name(name.as_bytes());
+    let (file, fmeta) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
-            tracing::warn!(name = %shown, error = %e, "cannot copy into quarantine; will retry");
-            return Ok(0);
+            let n = match e.raw_os_error() {
+                // It became a symlink between lstat and open: O_NOFOLLOW refused it.
+                Some(libc::ELOOP) => {
+                    reject(app, state, drop_dir, &name, lmeta, None, Rejection::Symlink).await?
+                }
+                Some(libc::ENOENT) => {
+                    tracing::debug!(name = %shown, "vanished before it could be opened");
+                    state.candidates.remove(&name);
+                    0
+                }
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    unreadable(app, state, drop_dir, &name, lmeta).await?
+                }
+                _ => {
+                    tracing::warn!(name = %shown, error = %e, "cannot open drop folder file; will retry");
+                    0
+                }
+            };
+            return Ok(Checked::Done(n));
         }
     };
-    let after = Stamp::of(&after);
-    if after != before || staged.sample().size != before.size {
-        // Written to while we copied: the copy may mix old and new bytes. The unpublished copy
-        // is deleted (dropped) and the file settles again.
-        tracing::info!(name = %shown, "changed while being copied; waiting for it to settle again");
-        state.candidates.insert(
-            name.clone(),
-            Candidate {
-                stamp: after,
-                stable_since: Instant::now(),
-                quiet: false,
-            },
-        );
-        return Ok(0);
+    state.unreadable.remove(&name);
+    if (fmeta.dev(), fmeta.ino()) != (lmeta.dev(), lmeta.ino()) {
+        // Replaced between lstat and open: judge the new file on the next scan.
+        state.candidates.remove(&name);
+        return Ok(Checked::Done(0));
     }
-    state.candidates.remove(name);
-    let sample = staged.sample().clone();
-    batch.push(Taken {
-        file: NewFile {
-            name: shown,
-            raw_name: name.as_bytes().to_vec(),
-            sha256: sample.sha256,
-            md5: sample.md5,
-            sha1: sample.sha1,
-            size: sample.size as i64,
-            sample_path: sample.rel_path,
-            dev: before.dev as i64,
-            ino: before.ino as i64,
-            mtime_ns: before.mtime_ns,
-            source: "drop",
-            params: None,
-            force: false,
-        },
+    let size = fmeta.size();
+    let limit = app.config.intake.max_file_size;
+    let rejection = if !fmeta.is_file() {
+        Some((None, Rejection::NotRegular))
+    } else if fmeta.nlink() > 1 && !app.config.intake.allow_hardlinks {
+        Some((Some(size), Rejection::HardLinked))
+    } else if size == 0 {
+        Some((Some(0), Rejection::Empty))
+    } else if size > limit {
+        Some((Some(size), Rejection::TooLarge { size, limit }))
+    } else {
+        None
+    };
+    if let Some((size, why)) = rejection {
+        drop(file);
+        let n = reject(app, state, drop_dir, &name, &fmeta, size, why).await?;
+        return Ok(Checked::Done(n));
+    }
+    Ok(Checked::Ready(Opened {
+        path: drop_dir.join(&name),
+        name,
+        file,
+        before: Stamp::of(&fmeta),
+    }))
+}
+
+/// One file's copy into quarantine: the staged copy and the source's `fstat` after it.
+struct Copied {
+    name: OsString,
+    path: PathBuf,
+    before: Stamp,
+    result: io::Result<(StagedTemp, Stamp)>,
+}
+
+/// Copies every opened file into `quarantine/incoming` while hashing it and re-`fstat`s the
+/// source. Stops at the first error that is ours (disk full, read-only): the rest would fail
+/// the same way. Blocking.
+fn copy_all(store: &Store, hook: Option<&Hook>, ready: Vec<Opened>) -> Vec<Copied> {
+    let mut out = Vec::with_capacity(ready.len());
+    for Opened {
+        name,
         path,
-        stamp: before,
-        temp: staged,
-    });
-    Ok(1)
+        mut file,
+        before,
+    } in ready
+    {
+        let result = store.stage_unsynced(&mut file).and_then(|staged| {
+            if let Some(hook) = hook {
+                hook(&path);
+            }
+            Ok((staged, Stamp::of(&file.metadata()?)))
+        });
+        let ours = matches!(&result, Err(e) if is_local_resource_error(e));
+        out.push(Copied {
+            name,
+            path,
+            before,
+            result,
+        });
+        if ours {
+            break;
+        }
+    }
+    out
 }
 
 fn is_local_resource_error(e: &io::Error) -> bool {
@@ -600,11 +719,11 @@ fn open_source(path: &Path) -> io::Result<(File, Metadata)> {
 /// Makes the batch's samples durable and publishes them (one `syncfs`, the renames, one
 /// directory sync: `Store::publish`), records them in one transaction, and only then removes
 /// their sources.
-async fn flush(app: &App, batch: &mut Vec<Taken>) -> anyhow::Result<()> {
+async fn flush(app: &App, batch: Vec<Taken>) -> anyhow::Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let (temps, taken): (Vec<StagedTemp>, Vec<Recorded>) = std::mem::take(batch)
+    let (temps, taken): (Vec<StagedTemp>, Vec<Recorded>) = batch
         .into_iter()
         .map(|t| {
             let recorded = Recorded {
@@ -624,19 +743,40 @@ async fn flush(app: &App, batch: &mut Vec<Taken>) -> anyhow::Result<()> {
     let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
     let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;
     crate::crashpoint::hit("after_record");
-    for (t, (id, item_state)) in taken.iter().zip(&recorded) {
+    let mut sources = Vec::with_capacity(taken.len());
+    for (t, (id, item_state)) in taken.into_iter().zip(&recorded) {
         tracing::info!(item_id = id, name = %t.file.name, sha256 = %t.file.sha256,
             size = t.file.size, state = item_state.as_str(), "file taken from the drop folder");
-        remove_source(&t.path, &t.stamp, &t.file.name).await;
+        sources.push(Source {
+            path: t.path,
+            stamp: t.stamp,
+            shown: t.file.name,
+        });
     }
     app.wake.submit.notify_one();
+    remove_sources(sources).await
+}
+
+/// Unlinks recorded sources (one blocking task).
+async fn remove_sources(sources: Vec<Source>) -> anyhow::Result<()> {
+    if sources.is_empty() {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
+        for source in &sources {
+            remove_source(source);
+        }
+    })
+    .await?;
     Ok(())
 }
 
 /// Unlinks a recorded source, unless the path now holds something else or the file changed
 /// since it was copied (then it stays and is judged as a new candidate: nothing is lost).
-async fn remove_source(path: &Path, stamp: &Stamp, shown: &str) {
-    match tokio::fs::symlink_metadata(path).await {
+/// Blocking.
+fn remove_source(source: &Source) {
+    let Source { path, stamp, shown } = source;
+    match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() && Stamp::of(&m) == *stamp => {}
         Ok(_) => {
             tracing::info!(name = %shown, "changed after it was recorded; left in place as a new file");
@@ -648,7 +788,7 @@ async fn remove_source(path: &Path, stamp: &Stamp, shown: &str) {
             return;
         }
     }
-    if let Err(e) = tokio::fs::remove_file(path).await
+    if let Err(e) = fs::remove_file(path)
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(name = %shown, error = %e, "recorded, but cannot remove it from the drop folder");
