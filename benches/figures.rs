@@ -895,6 +895,26 @@ async fn p5(_opts: &Options, notes: &mut String) -> Vec<Row> {
             met: Some(ratio <= 0.5 && mean_added <= 10.0),
         });
     }
+    // Outside the target's range, with only the default expectation: a short analysis, a long
+    // one, and one that never finishes (polled until `poll.max_analysis_age_secs`).
+    let guessed = PollPlan::new(&config, None);
+    let timeout = config.max_analysis_age_secs as f64;
+    let short_and_long: Vec<String> = [30.0, 3600.0]
+        .into_iter()
+        .map(|d| {
+            let (p, delay) = adaptive(&guessed, d);
+            let (fp, _) = fixed(10.0, d);
+            format!("a {d} s analysis: {p} call(s) (fixed 10 s {fp}), +{delay:.0} s")
+        })
+        .collect();
+    let (never, _) = adaptive(&guessed, timeout);
+    let _ = writeln!(
+        notes,
+        "P5 (E = default 180 s, outside 60..600 s): {}; never finishing: {never} calls until the \
+         {timeout} s timeout (fixed 10 s {})",
+        short_and_long.join("; "),
+        fixed(10.0, timeout).0
+    );
     rows
 }
 
