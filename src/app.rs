@@ -2,8 +2,8 @@
 //! storage, wake-ups, the global pause and worker heartbeats). Cheap to clone.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -75,33 +75,84 @@ pub struct Wakers {
     pub reconcile: Notify,
     pub poll: Notify,
     pub download: Notify,
+    /// Something changed that the `STATUS=` line may show (a worker did work or changed from
+    /// idle to paused or failing, a pause began or ended): the line is refreshed soon, instead
+    /// of an idle daemon querying its database every few seconds for an unchanged line.
+    pub status: Notify,
 }
 
-/// The last time (unix ms) each worker finished a loop iteration; the watchdog pings systemd
-/// only while every critical worker shows progress.
+/// Each worker's last sign of life; the watchdog pings systemd only while no worker is
+/// overdue (see [`Heartbeats::stalled`]).
+///
+/// A busy worker beats once per step. A worker going to sleep says until when
+/// ([`Heartbeats::sleeping_until`]) instead of waking up to beat: it is alive while it waits
+/// for its next due row or a wake-up, so an idle daemon has no timer firing just to say so,
+/// and it only counts as stalled once the end of its sleep is overdue by the stall limit.
+/// Times are monotonic: a wall-clock jump can neither fake nor hide a stall.
 #[derive(Debug, Default)]
 pub struct Heartbeats {
-    beats: Mutex<HashMap<&'static str, Arc<AtomicI64>>>,
+    pulses: Mutex<HashMap<&'static str, Pulse>>,
+}
+
+/// One worker's last sign of life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulse {
+    /// When the worker last beat (started a step, or went to sleep).
+    pub at: Instant,
+    /// When its next beat is due: `at` for a busy worker, the end of the sleep for an idle one.
+    pub due: Instant,
+}
+
+impl Pulse {
+    /// How long the next beat is overdue at `now` (zero while it is not due yet).
+    pub fn overdue(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.due)
+    }
+
+    /// Whether the worker was asleep (rather than busy) when it last beat.
+    pub fn sleeping(&self) -> bool {
+        self.due > self.at
+    }
 }
 
 impl Heartbeats {
+    /// The worker shows progress now (it is working, its next beat is due at once).
     pub fn beat(&self, worker: &'static str) {
-        let cell = {
-            let mut beats = self.beats.lock().expect("heartbeat lock");
-            beats.entry(worker).or_default().clone()
-        };
-        cell.store(db::now_ms(), Ordering::Relaxed);
+        let now = Instant::now();
+        self.record(worker, Pulse { at: now, due: now });
     }
 
-    /// Every worker's last beat.
-    pub fn snapshot(&self) -> Vec<(&'static str, i64)> {
-        let beats = self.beats.lock().expect("heartbeat lock");
-        let mut out: Vec<_> = beats
-            .iter()
-            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
-            .collect();
-        out.sort();
+    /// The worker goes to sleep for `wait` and is alive until then (a wake-up may come
+    /// sooner: it beats again when it does).
+    pub fn sleeping_until(&self, worker: &'static str, wait: Duration) {
+        let now = Instant::now();
+        let due = now.checked_add(wait).unwrap_or(now);
+        self.record(worker, Pulse { at: now, due });
+    }
+
+    fn record(&self, worker: &'static str, pulse: Pulse) {
+        self.pulses
+            .lock()
+            .expect("heartbeat lock")
+            .insert(worker, pulse);
+    }
+
+    /// Every worker's last sign of life, by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, Pulse)> {
+        let pulses = self.pulses.lock().expect("heartbeat lock");
+        let mut out: Vec<_> = pulses.iter().map(|(k, v)| (*k, *v)).collect();
+        out.sort_by_key(|(name, _)| *name);
         out
+    }
+
+    /// The worker whose next beat is the most overdue at `now`, if that is by more than
+    /// `limit`: a busy worker silent for longer than `limit`, or a sleeper that has not come
+    /// back `limit` after the end of its sleep.
+    pub fn stalled(&self, now: Instant, limit: Duration) -> Option<(&'static str, Pulse)> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(_, pulse)| pulse.overdue(now) > limit)
+            .max_by_key(|(_, pulse)| pulse.overdue(now))
     }
 }
 
@@ -166,10 +217,12 @@ impl App {
             since: db::now_text(),
         };
         let value = serde_json::to_string(&pause).expect("pause serialises");
-        db::health::set_state(&self.db, &key, &value).await
+        db::health::set_state(&self.db, &key, &value).await?;
+        self.wake.status.notify_one();
+        Ok(())
     }
 
-    /// Lifts a pause; wakes every worker.
+    /// Lifts a pause; wakes every worker (and the `STATUS=` refresh).
     pub async fn resume(&self, reason: PauseReason) -> Result<(), DbError> {
         let key = Self::pause_key(reason);
         if db::health::get_state(&self.db, &key).await?.is_some() {
@@ -243,5 +296,53 @@ impl App {
         self.wake.reconcile.notify_one();
         self.wake.poll.notify_one();
         self.wake.download.notify_one();
+        self.wake.status.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn a_sleeping_worker_is_not_stalled_before_its_wake_up_time_plus_the_limit() {
+        let beats = Heartbeats::default();
+        beats.sleeping_until("poll", Duration::from_secs(30));
+        let pulse = beats.snapshot()[0].1;
+        assert!(pulse.sleeping());
+        // Long past the limit since its last beat, but still asleep: alive.
+        let later = pulse.at + LIMIT + Duration::from_secs(20);
+        assert_eq!(beats.stalled(later, LIMIT), None);
+        // Woken on time plus the limit: still within it.
+        assert_eq!(beats.stalled(pulse.due + LIMIT, LIMIT), None);
+        // Not back a limit after the end of its sleep: stalled.
+        let overdue = pulse.due + LIMIT + Duration::from_millis(1);
+        assert_eq!(beats.stalled(overdue, LIMIT), Some(("poll", pulse)));
+    }
+
+    #[test]
+    fn a_busy_worker_is_stalled_once_silent_longer_than_the_limit() {
+        let beats = Heartbeats::default();
+        beats.beat("submit");
+        let pulse = beats.snapshot()[0].1;
+        assert!(!pulse.sleeping());
+        assert_eq!(beats.stalled(pulse.at + LIMIT, LIMIT), None);
+        let silent = pulse.at + LIMIT + Duration::from_millis(1);
+        assert_eq!(beats.stalled(silent, LIMIT), Some(("submit", pulse)));
+    }
+
+    #[test]
+    fn the_most_overdue_worker_is_named_and_a_new_beat_clears_a_sleeper() {
+        let beats = Heartbeats::default();
+        beats.beat("download");
+        beats.sleeping_until("reconcile", Duration::from_secs(5));
+        let now = Instant::now() + LIMIT + Duration::from_secs(60);
+        assert_eq!(beats.stalled(now, LIMIT).map(|(w, _)| w), Some("download"));
+        beats.sleeping_until("download", Duration::from_secs(3600));
+        assert_eq!(beats.stalled(now, LIMIT).map(|(w, _)| w), Some("reconcile"));
+        beats.beat("reconcile");
+        assert_eq!(beats.stalled(Instant::now(), LIMIT), None);
     }
 }

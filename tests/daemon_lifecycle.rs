@@ -257,6 +257,12 @@ async fn case_102_watchdog_pings_only_while_the_database_and_workers_make_progre
     sock.wait_for("READY=1", Duration::from_secs(5))
         .await
         .unwrap();
+    // A worker asleep for a minute is alive: it beats no more, yet (checked below, more than
+    // the 3 s stall limit later) the pings go on.
+    env.app
+        .heartbeats
+        .sleeping_until("sleeping-test-worker", Duration::from_secs(60));
+    let slept = Instant::now();
 
     // Half the interval: about two pings a second.
     let t0 = Instant::now();
@@ -282,17 +288,93 @@ async fn case_102_watchdog_pings_only_while_the_database_and_workers_make_progre
         "pings resume once the database takes writes again"
     );
 
-    // A worker that stops beating (injected: a name that beats once) stops the pings too.
-    env.app.heartbeats.beat("stalled-test-worker");
-    sock.collect(Duration::from_millis(3500)).await;
+    assert!(
+        slept.elapsed() > Duration::from_secs(3),
+        "{:?}",
+        slept.elapsed()
+    );
+    let t_asleep = Instant::now();
+    sock.collect(Duration::from_millis(1200)).await;
+    assert!(
+        sock.count("WATCHDOG=1", t_asleep) > 0,
+        "a sleeping worker does not stop the pings"
+    );
+
+    // A sleeper not back 3 s after its wake-up time stops them; its next beat resumes them.
+    env.app
+        .heartbeats
+        .sleeping_until("overdue-test-worker", Duration::from_millis(300));
+    sock.collect(Duration::from_millis(3800)).await;
     let t2 = Instant::now();
     sock.collect(Duration::from_millis(1200)).await;
     assert_eq!(
         sock.count("WATCHDOG=1", t2),
         0,
+        "no pings while a sleeping worker is overdue"
+    );
+    env.app.heartbeats.beat("overdue-test-worker");
+    assert!(
+        sock.wait_for("WATCHDOG=1", Duration::from_secs(2))
+            .await
+            .is_some(),
+        "pings resume once the worker beats again"
+    );
+
+    // A worker that stops beating (injected: a name that beats once) stops the pings too.
+    env.app.heartbeats.beat("stalled-test-worker");
+    sock.collect(Duration::from_millis(3500)).await;
+    let t3 = Instant::now();
+    sock.collect(Duration::from_millis(1200)).await;
+    assert_eq!(
+        sock.count("WATCHDOG=1", t3),
+        0,
         "no pings while a worker is stalled"
     );
 
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_inserted_by_another_process_is_taken_at_once_without_polling_for_it() {
+    use sqlx::Connection as _;
+    // An hour between polls: only the database watch can explain a quick pickup.
+    let env = TestEnv::start(SimConfig::default(), |c| c.intake.url_poll_ms = 3_600_000).await;
+    let mut sock = NotifySocket::bind(env.dir.path());
+    let cancel = CancellationToken::new();
+    let daemon = start(&env.app, &cancel, options(sock.notifier()));
+    sock.wait_for("READY=1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Let start-up's own writes and the first poll pass.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A producer: its own connection, as `sqlite3` from another process would be.
+    let mut producer = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(env.app.config.db_path())
+            .busy_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO url_queue (url) VALUES ('https://example.com/producer')")
+        .execute(&mut producer)
+        .await
+        .unwrap();
+    let inserted = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            !item_states(&env.app.db).await.is_empty()
+        })
+        .await,
+        "the row was not taken"
+    );
+    assert!(
+        inserted.elapsed() < Duration::from_secs(3),
+        "taken after {:?}",
+        inserted.elapsed()
+    );
+    producer.close().await.unwrap();
     cancel.cancel();
     daemon.await.unwrap().unwrap();
 }

@@ -116,7 +116,9 @@ pub struct IntakeConfig {
     pub max_file_size: u64,
     /// Accept files with more than one hard link.
     pub allow_hardlinks: bool,
-    /// How often `url_queue` is checked for new rows.
+    /// How often `url_queue` is checked for new rows when the database's WAL cannot be
+    /// watched; with the watch, rows are checked for soon after every database change and
+    /// every `max(url_poll_ms, 5 s)` as a safety net (`intake::urls`).
     pub url_poll_ms: u64,
     /// Longest URL accepted, in bytes.
     pub max_url_length: usize,

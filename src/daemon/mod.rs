@@ -43,8 +43,14 @@ pub use notify::Notifier;
 /// How long in-flight steps get to finish after a stop request (below the unit's
 /// `TimeoutStopSec=30s`).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often the `STATUS=` line is refreshed (sent only when it changed).
+/// How often the `STATUS=` line is refreshed at most while the daemon works (sent only when
+/// it changed).
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often it is refreshed while nothing reports a change (`App::wake.status`): the line is
+/// recomputed from the database, six queries an idle daemon need not make every 5 s (P6).
+/// Changes nobody reports (the circuit breaker opening, a `jbxd retry` from another process)
+/// show within this time.
+pub const STATUS_IDLE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How [`run`] talks to systemd and how patient it is.
 #[derive(Debug, Clone)]
@@ -53,10 +59,12 @@ pub struct RunOptions {
     pub stop_timeout: Duration,
     /// systemd notifications ([`Notifier::from_env`] under systemd).
     pub notifier: Notifier,
-    /// A worker whose heartbeat is older than this counts as stalled and withholds the
-    /// watchdog ping; `None` = the default (the longer of 10 minutes and three scan
-    /// intervals or request timeouts: a long upload must not look like a hang).
+    /// A worker whose next heartbeat is overdue by more than this (a busy worker silent this
+    /// long, a sleeping one not back this long after its wake-up time) counts as stalled and
+    /// withholds the watchdog ping; `None` = the default (the longer of 10 minutes and three
+    /// scan intervals or request timeouts: a long upload must not look like a hang).
     pub stall_after: Option<Duration>,
+    /// The shortest time between two refreshes of the `STATUS=` line.
     pub status_interval: Duration,
 }
 
@@ -511,7 +519,9 @@ pub async fn status_line(app: &App) -> String {
     parts.join("; ")
 }
 
-/// Refreshes `STATUS=` when the summary changes; `last` is what READY carried.
+/// Refreshes `STATUS=` when the summary changes; `last` is what READY carried. The line is
+/// recomputed at most every `interval`, and only when something reported a change
+/// (`app.wake.status`) or [`STATUS_IDLE_INTERVAL`] has passed.
 async fn status_loop(
     app: App,
     notifier: Notifier,
@@ -520,12 +530,17 @@ async fn status_loop(
     stop: CancellationToken,
 ) {
     let interval = interval.max(Duration::from_millis(100));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let idle = STATUS_IDLE_INTERVAL.max(interval);
     loop {
+        let refreshed = tokio::time::Instant::now();
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = app.wake.status.notified() => {}
+            _ = tokio::time::sleep_until(refreshed + idle) => {}
         }
         let line = status_line(&app).await;
         if line != last {
@@ -560,26 +575,25 @@ async fn stall_reason(
             ));
         }
     }
-    let now = db::now_ms();
-    let limit = i64::try_from(stall_after.as_millis()).unwrap_or(i64::MAX);
-    app.heartbeats
-        .snapshot()
-        .into_iter()
-        .find(|(_, beat)| now.saturating_sub(*beat) > limit)
-        .map(|(worker, beat)| {
-            (
-                format!("worker {worker}"),
-                format!(
-                    "worker `{worker}` has shown no progress for {} s",
-                    now.saturating_sub(beat) / 1000
-                ),
-            )
-        })
+    let (worker, pulse) = app
+        .heartbeats
+        .stalled(std::time::Instant::now(), stall_after)?;
+    let silent = pulse.at.elapsed().as_secs();
+    let message = if pulse.sleeping() {
+        format!(
+            "worker `{worker}` went to sleep {silent} s ago and is {} s past its wake-up time",
+            pulse.due.elapsed().as_secs()
+        )
+    } else {
+        format!("worker `{worker}` has shown no progress for {silent} s")
+    };
+    Some((format!("worker {worker}"), message))
 }
 
-/// Pings systemd at half its watchdog interval while the database takes writes and every
-/// worker beats; withholds pings (and says so once) while anything stalls, so systemd kills
-/// and restarts a hung daemon instead of a timer keeping it "alive".
+/// Pings systemd at half its watchdog interval while the database takes writes and no worker
+/// is overdue (a sleeping worker is alive until its wake-up time); withholds pings (and says
+/// so once) while anything stalls, so systemd kills and restarts a hung daemon instead of a
+/// timer keeping it "alive".
 async fn watchdog(
     app: App,
     notifier: Notifier,

@@ -5,12 +5,23 @@
 //! (`db::url_queue::apply`), which re-checks that every row is still `new`: a row the producer
 //! changed in between is skipped, never taken twice. Validation is pure, so no transaction is
 //! held across anything but SQL.
+//!
+//! Producers cannot wake the worker, so it watches the database's WAL for commits
+//! ([`WalWatch`]) and polls soon after each, with a slow poll as a safety net: an idle daemon
+//! does not read the queue twice a second (P6).
 
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{floor, params, url_validate};
+use super::{MIN_DELAY, floor, params, url_validate};
 use crate::app::{App, StepOutcome};
 use crate::db::url_queue::{self, Applied, UrlDecision};
 
@@ -19,13 +30,38 @@ pub const BATCH: i64 = 100;
 
 const WORKER: &str = "urls";
 
-/// Polls `url_queue` every `intake.url_poll_ms` (and when `app.wake.urls` fires) until
-/// cancelled. Errors are logged and retried with a growing delay; they never end the loop.
+/// How often the queue is polled while the WAL watch works and the database has not changed
+/// for [`HOT_WINDOW`]: only a safety net for a lost event (or `intake.url_poll_ms` when that is
+/// longer).
+pub const QUIET_POLL: Duration = Duration::from_secs(5);
+
+/// After the database changed, the queue is polled every [`EVENT_SPACING`] for this long: the
+/// event comes with the producer's WAL write, and its row becomes visible only after its
+/// fsync, so the first poll after the event may come too early to see it.
+pub const HOT_WINDOW: Duration = Duration::from_secs(2);
+
+/// The shortest time between two polls caused by database changes (or `intake.url_poll_ms`
+/// when that is shorter): while the daemon itself writes a lot, its own writes must not make
+/// the worker poll more often than the old fixed twice a second.
+pub const EVENT_SPACING: Duration = Duration::from_millis(500);
+
+/// Polls `url_queue` until cancelled: soon after the database's WAL changes (see [`WalWatch`])
+/// and for [`HOT_WINDOW`] after, every [`QUIET_POLL`] otherwise, every `intake.url_poll_ms`
+/// when the WAL cannot be watched, and when `app.wake.urls` fires. Errors are logged and
+/// retried with a growing delay; they never end the loop.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
     let interval = floor(Duration::from_millis(app.config.intake.url_poll_ms));
+    let spacing = interval.min(EVENT_SPACING);
+    let watch = {
+        let db_path = app.config.db_path();
+        // notify's watch() waits for its event-loop thread: keep it off the runtime.
+        tokio::task::spawn_blocking(move || WalWatch::start(&db_path)).await?
+    };
+    let mut changed_at: Option<Instant> = None;
     let mut backoff = Duration::ZERO;
     loop {
         app.heartbeats.beat(WORKER);
+        let polled = Instant::now();
         let delay = match run_once(&app).await {
             Ok(StepOutcome::Worked(n)) if n as i64 >= BATCH => {
                 backoff = Duration::ZERO;
@@ -34,7 +70,13 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
             }
             Ok(_) => {
                 backoff = Duration::ZERO;
-                interval
+                if !watch.is_alive() {
+                    interval
+                } else if changed_at.is_some_and(|at| at.elapsed() < HOT_WINDOW) {
+                    spacing
+                } else {
+                    interval.max(QUIET_POLL)
+                }
             }
             Err(e) => {
                 backoff = (backoff * 2).clamp(interval, interval.max(Duration::from_secs(30)));
@@ -50,13 +92,120 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
             tokio::task::yield_now().await;
             continue;
         }
+        app.heartbeats.sleeping_until(WORKER, delay);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = app.wake.urls.notified() => {}
+            _ = watch.changed() => {
+                let now = Instant::now();
+                changed_at = Some(now);
+                // A commit is a burst of writes: let it pass, and keep to the spacing.
+                let at = (now + MIN_DELAY).max(polled + spacing);
+                app.heartbeats.sleeping_until(WORKER, at - now);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
             _ = tokio::time::sleep(delay) => {}
         }
     }
     Ok(())
+}
+
+/// An inotify watch on `data_dir` for writes to the database's WAL (`<db>-wal`), as a
+/// wake-up hint for the URL worker: producers insert into `url_queue` from other processes
+/// and cannot wake it, but every commit in WAL mode appends to that file, whoever makes it.
+/// The daemon's own writes wake the worker too (one cheap poll). The directory is watched,
+/// not the file, because SQLite deletes and re-creates the WAL when the last connection
+/// closes. Starting never fails: without a watch (or after a watch error) the worker polls
+/// every `intake.url_poll_ms` as before; a watch lost without an error (`data_dir` removed)
+/// leaves the [`QUIET_POLL`] safety net.
+pub struct WalWatch {
+    /// Dropping it ends the watch.
+    _watcher: Option<RecommendedWatcher>,
+    changed: Arc<Notify>,
+    alive: Arc<AtomicBool>,
+}
+
+impl WalWatch {
+    /// Watches the WAL of the database at `db_path`. Blocking (briefly).
+    pub fn start(db_path: &Path) -> WalWatch {
+        let changed = Arc::new(Notify::new());
+        // Alive from the start, so an error event during the installation is not overwritten.
+        let alive = Arc::new(AtomicBool::new(true));
+        let wal = wal_path(db_path);
+        let watcher = match try_watch(&wal, &changed, &alive) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                alive.store(false, Ordering::SeqCst);
+                tracing::warn!(wal = %wal.display(), %error,
+                    "cannot watch the database for url_queue inserts; polling every intake.url_poll_ms");
+                None
+            }
+        };
+        WalWatch {
+            _watcher: watcher,
+            changed,
+            alive,
+        }
+    }
+
+    /// Whether events can be relied on (the watch is installed and reported no error).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the WAL was written since the last call (at once if it was meanwhile).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// `<db>-wal`, where SQLite appends every commit in WAL mode.
+fn wal_path(db_path: &Path) -> PathBuf {
+    let mut name = OsString::from(db_path.as_os_str());
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+fn try_watch(
+    wal: &Path,
+    changed: &Arc<Notify>,
+    alive: &Arc<AtomicBool>,
+) -> Result<RecommendedWatcher, notify::Error> {
+    let dir = wal
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let wal_name = wal.file_name().unwrap_or_default().to_os_string();
+    let handler = {
+        let (changed, alive) = (changed.clone(), alive.clone());
+        move |event: notify::Result<Event>| match event {
+            Ok(event) => {
+                if event.need_rescan() || is_wal_write(&event, &wal_name) {
+                    changed.notify_one();
+                }
+            }
+            Err(error) => {
+                if alive.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(%error, "database watch failed; polling url_queue every intake.url_poll_ms");
+                }
+                changed.notify_one();
+            }
+        }
+    };
+    let mut watcher = notify::recommended_watcher(handler)?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// A write to (or the creation of) the WAL; every other file of `data_dir`, and opening the
+/// WAL, is no news. (Only the watched directory's entries are reported, so the name suffices.)
+fn is_wal_write(event: &Event, wal_name: &OsStr) -> bool {
+    matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_))
+        && event.paths.iter().any(|p| p.file_name() == Some(wal_name))
 }
 
 /// One pass: reads up to [`BATCH`] new rows, decides each, applies the decisions in one
@@ -132,5 +281,45 @@ pub fn decide(
         Err(e) => UrlDecision::Reject {
             reason: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn wakes_within(watch: &WalWatch, limit: Duration) -> bool {
+        tokio::time::timeout(limit, watch.changed()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_write_to_the_wal_wakes_the_watch_and_other_files_of_data_dir_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jbxd.db");
+        let watch = WalWatch::start(&db);
+        assert!(watch.is_alive());
+
+        std::fs::write(&db, b"the database file itself").unwrap();
+        std::fs::write(dir.path().join("jbxd.db-shm"), b"shared memory").unwrap();
+        std::fs::create_dir(dir.path().join("reports")).unwrap();
+        assert!(!wakes_within(&watch, Duration::from_millis(300)).await);
+
+        std::fs::write(dir.path().join("jbxd.db-wal"), b"a frame").unwrap();
+        assert!(wakes_within(&watch, Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn without_a_directory_to_watch_the_worker_is_told_to_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = WalWatch::start(&dir.path().join("missing").join("jbxd.db"));
+        assert!(!watch.is_alive());
+    }
+
+    #[test]
+    fn the_wal_is_the_database_path_with_a_suffix() {
+        assert_eq!(
+            wal_path(Path::new("/var/lib/jbxd/jbxd.db")),
+            Path::new("/var/lib/jbxd/jbxd.db-wal")
+        );
     }
 }

@@ -152,6 +152,10 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
 /// The loop shared by the workers: one step, then immediately again if it worked, else wait
 /// for the wake-up, the idle interval or cancellation. Errors are logged and backed off,
 /// never returned: a worker that stops is a bug.
+///
+/// The worker beats before every step; before a wait it records until when it sleeps
+/// (`Heartbeats::sleeping_until`), so the watchdog knows it is alive without the sleep being
+/// cut into one-second pieces (idle wake-ups cost CPU for nothing, P6).
 pub(crate) async fn worker_loop<F, Fut>(
     app: &App,
     cancel: &CancellationToken,
@@ -165,35 +169,41 @@ where
     Fut: Future<Output = anyhow::Result<StepOutcome>>,
 {
     let mut failures: u32 = 0;
+    let mut last = Outcome::Idle;
     loop {
         if cancel.is_cancelled() {
             return Ok(());
         }
         app.heartbeats.beat(name);
-        let wait = match step().await {
+        let (outcome, wait) = match step().await {
             Ok(StepOutcome::Worked(_)) => {
                 failures = 0;
-                None
+                (Outcome::Worked, None)
             }
             Ok(StepOutcome::Idle) => {
                 failures = 0;
-                Some(idle_wait(app, due).await)
+                (Outcome::Idle, Some(idle_wait(app, due).await))
             }
             Ok(StepOutcome::Paused) => {
                 failures = 0;
-                Some(PAUSED_INTERVAL)
+                (Outcome::Paused, Some(PAUSED_INTERVAL))
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_secs(1u64 << failures.min(5));
                 warn!(worker = name, error = %format!("{error:#}"), ?wait, "worker step failed; backing off");
-                Some(wait)
+                (Outcome::Failed, Some(wait))
             }
         };
+        if outcome.changes_status(last) {
+            app.wake.status.notify_one();
+        }
+        last = outcome;
         let Some(wait) = wait else {
             tokio::task::yield_now().await;
             continue;
         };
+        app.heartbeats.sleeping_until(name, wait);
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = async {
@@ -202,23 +212,26 @@ where
                     None => std::future::pending().await,
                 }
             } => {}
-            _ = sleep_beating(app, name, wait) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Sleeps `wait`, beating the worker's heartbeat every second: a worker waiting for its next
-/// due row is alive, and the watchdog must not take a long idle sleep for a hang. (A beat is an
-/// atomic store; the database is not touched.)
-async fn sleep_beating(app: &App, name: &'static str, wait: Duration) {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return;
-        }
-        tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
-        app.heartbeats.beat(name);
+/// What one step of a worker loop came to, for the `STATUS=` refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Worked,
+    Idle,
+    Paused,
+    Failed,
+}
+
+impl Outcome {
+    /// Whether the `STATUS=` line may have changed: work moved items, or the worker went from
+    /// idle to paused or failing (a pause, the circuit breaker) or back. A worker that stays
+    /// idle, or paused, changes nothing there.
+    fn changes_status(self, last: Outcome) -> bool {
+        self == Outcome::Worked || self != last
     }
 }
 
@@ -297,6 +310,18 @@ mod tests {
             report_types(&config),
             ["html", "irjsonfixed", "xml", "sample", "bins", "unpackpe"]
         );
+    }
+
+    #[test]
+    fn only_work_or_a_change_of_outcome_refreshes_the_status_line() {
+        use Outcome::*;
+        assert!(Worked.changes_status(Worked));
+        assert!(Worked.changes_status(Idle));
+        assert!(Paused.changes_status(Idle));
+        assert!(Idle.changes_status(Failed));
+        assert!(!Idle.changes_status(Idle));
+        assert!(!Paused.changes_status(Paused));
+        assert!(!Failed.changes_status(Failed));
     }
 
     #[test]
