@@ -237,6 +237,52 @@ async fn case_42_files_present_before_start_are_taken_by_the_first_scan() {
 }
 
 #[tokio::test]
+async fn a_drop_of_several_batches_is_recorded_and_removed_in_full_by_the_scan_that_takes_it() {
+    let env = env().await;
+    let app = &env.app;
+    // 350 files = four batches in flight through copy, record and unlink; every 50th file
+    // repeats the content of file 0 (duplicates within and across batches), one is empty.
+    for i in 0..350 {
+        let content = if i % 50 == 0 {
+            "same".to_owned()
+        } else {
+            format!("file {i}")
+        };
+        fs::write(env.drop_dir().join(format!("f-{i:03}")), content).unwrap();
+    }
+    fs::write(env.drop_dir().join("empty"), b"").unwrap();
+    tokio::time::sleep(settle()).await;
+    let mut state = ScanState::new();
+    assert_eq!(
+        scanner::run_once(app, &mut state).await.unwrap(),
+        StepOutcome::Worked(351)
+    );
+    // When the scan returns, every source is gone (only jbxd's `rejected/` remains).
+    let left: Vec<_> = fs::read_dir(env.drop_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("rejected")]);
+    let all = items(app).await;
+    assert_eq!(all.len(), 351);
+    let count = |state: ItemState| all.iter().filter(|(i, _)| i.state == state).count();
+    assert_eq!(count(ItemState::Queued), 344);
+    assert_eq!(count(ItemState::Duplicate), 6);
+    assert_eq!(count(ItemState::Rejected), 1);
+    let first_same = all
+        .iter()
+        .find(|(i, _)| i.name == "f-000")
+        .map(|(i, _)| i.id)
+        .unwrap();
+    assert!(
+        all.iter()
+            .filter(|(i, _)| i.state == ItemState::Duplicate)
+            .all(|(i, _)| i.duplicate_of == Some(first_same))
+    );
+    assert_samples_intact(app).await;
+}
+
+#[tokio::test]
 async fn case_45_symlinks_are_rejected_and_moved_aside_never_followed() {
     let env = env().await;
     let app = &env.app;

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{escape_name, floor};
@@ -288,11 +289,21 @@ async fn scan(
         }
     }
     let mut settled = settled.into_iter().peekable();
+    let mut flusher = Flusher::default();
     while settled.peek().is_some() && !cancelled() {
         let chunk: Vec<_> = settled.by_ref().take(BATCH).collect();
-        worked += take_batch(app, state, &drop_dir, chunk).await?;
+        let batch = match take_batch(app, state, &drop_dir, chunk).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                flusher.finish().await?;
+                return Err(e);
+            }
+        };
+        worked += batch.finished;
+        flusher.push(app, batch.taken).await?;
         app.heartbeats.beat(WORKER);
     }
+    flusher.finish().await?;
     if let Some(e) = list_error {
         // What was listed before the error is handled; the rest waits for the next scan.
         return Err(e).context("cannot list the drop folder");
@@ -449,16 +460,81 @@ struct Opened {
     before: Stamp,
 }
 
+/// The back half of intake as a pipeline, so that on two cores the stages of consecutive
+/// batches overlap: while batch N+2 is copied (CPU: hashing), batch N+1 is made durable and
+/// recorded (mostly waiting for the disk and SQLite) and the sources of the batches recorded
+/// before are unlinked (the file system's work). Each stage handles one batch at a time, in
+/// order, and a batch's sources are unlinked only after its transaction committed.
+#[derive(Default)]
+struct Flusher {
+    /// Publishing and recording a batch; yields the sources to remove.
+    recording: Option<JoinHandle<anyhow::Result<Vec<Source>>>>,
+    /// Removing the sources of the batch recorded before.
+    unlinking: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Passes the batch being recorded on to the unlinking stage, then starts recording `batch`.
+    /// On an error every stage still in flight is waited for first.
+    async fn push(&mut self, app: &App, batch: Vec<Taken>) -> anyhow::Result<()> {
+        if let Err(e) = self.advance().await {
+            self.finish().await.ok();
+            return Err(e);
+        }
+        if !batch.is_empty() {
+            self.recording = Some(tokio::spawn(record(app.clone(), batch)));
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch being recorded, then queues its sources for unlinking (after the
+    /// sources of the batches recorded before).
+    async fn advance(&mut self) -> anyhow::Result<()> {
+        let Some(recording) = self.recording.take() else {
+            return Ok(());
+        };
+        let sources = recording.await??;
+        if !sources.is_empty() {
+            // Chained rather than awaited here: unlinking is the slowest stage on some disks
+            // (BENCHMARKS.md P3) and nothing downstream waits for it except the end of the scan.
+            let previous = self.unlinking.take();
+            self.unlinking = Some(tokio::spawn(async move {
+                if let Some(previous) = previous {
+                    previous.await.ok();
+                }
+                let unlink = move || sources.iter().for_each(remove_source);
+                tokio::task::spawn_blocking(unlink).await.ok();
+            }));
+        }
+        Ok(())
+    }
+
+    /// Drains the pipeline: every batch in flight is recorded and its sources removed.
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        let recorded = self.advance().await;
+        if let Some(unlinking) = self.unlinking.take() {
+            unlinking.await?;
+        }
+        recorded
+    }
+}
+
+/// A batch taken from the folder: the staged files to flush, and how many entries were
+/// finished in all (those plus rejected and already-recorded ones).
+struct TakenBatch {
+    taken: Vec<Taken>,
+    finished: usize,
+}
+
 /// Takes a batch of settled files: opens them all (one blocking task), checks each, skips
-/// those already recorded (one query), copies the rest into quarantine while hashing (one
-/// blocking task), then publishes, records and unlinks them as one batch ([`flush`]).
-/// Returns how many entries it finished.
+/// those already recorded (one query) and copies the rest into quarantine while hashing (one
+/// blocking task). The caller publishes, records and unlinks them as one batch ([`flush`]).
 async fn take_batch(
     app: &App,
     state: &mut ScanState,
     drop_dir: &Path,
     chunk: Vec<(OsString, Metadata)>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<TakenBatch> {
     let opened = {
         let drop_dir = drop_dir.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -581,8 +657,10 @@ async fn take_batch(
         });
     }
     worked += batch.len();
-    flush(app, batch).await?;
-    Ok(worked)
+    Ok(TakenBatch {
+        taken: batch,
+        finished: worked,
+    })
 }
 
 /// What checking an opened file came to.
@@ -717,12 +795,9 @@ fn open_source(path: &Path) -> io::Result<(File, Metadata)> {
 }
 
 /// Makes the batch's samples durable and publishes them (one `syncfs`, the renames, one
-/// directory sync: `Store::publish`), records them in one transaction, and only then removes
-/// their sources.
-async fn flush(app: &App, batch: Vec<Taken>) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+/// directory sync: `Store::publish`) and records them in one transaction. Returns their
+/// sources, which may be removed from now on.
+async fn record(app: App, batch: Vec<Taken>) -> anyhow::Result<Vec<Source>> {
     let (temps, taken): (Vec<StagedTemp>, Vec<Recorded>) = batch
         .into_iter()
         .map(|t| {
@@ -754,7 +829,7 @@ async fn flush(app: &App, batch: Vec<Taken>) -> anyhow::Result<()> {
         });
     }
     app.wake.submit.notify_one();
-    remove_sources(sources).await
+    Ok(sources)
 }
 
 /// Unlinks recorded sources (one blocking task).
@@ -762,12 +837,7 @@ async fn remove_sources(sources: Vec<Source>) -> anyhow::Result<()> {
     if sources.is_empty() {
         return Ok(());
     }
-    tokio::task::spawn_blocking(move || {
-        for source in &sources {
-            remove_source(source);
-        }
-    })
-    .await?;
+    tokio::task::spawn_blocking(move || sources.iter().for_each(remove_source)).await?;
     Ok(())
 }
 
