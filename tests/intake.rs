@@ -269,9 +269,11 @@ async fn a_drop_of_several_batches_is_recorded_and_removed_in_full_by_the_scan_t
     assert_eq!(count(ItemState::Queued), 344);
     assert_eq!(count(ItemState::Duplicate), 6);
     assert_eq!(count(ItemState::Rejected), 1);
+    // Listing order is the file system's: whichever "same" file came first is the original.
+    let same = sha256_hex(b"same");
     let first_same = all
         .iter()
-        .find(|(i, _)| i.name == "f-000")
+        .find(|(i, _)| i.sha256.as_deref() == Some(same.as_str()) && i.state == ItemState::Queued)
         .map(|(i, _)| i.id)
         .unwrap();
     assert!(
