@@ -178,6 +178,8 @@ pub struct App {
     pub heartbeats: Arc<Heartbeats>,
     /// The circuit breaker: while the server is unreachable, API work waits (no attempts).
     pub breaker: Arc<crate::pipeline::breaker::Breaker>,
+    /// Files the watcher saw renamed in from a temp name: the scanner takes them at once.
+    pub renamed_in: Arc<crate::intake::RenamedIn>,
 }
 
 impl App {
@@ -191,6 +193,7 @@ impl App {
             wake: Arc::new(Wakers::default()),
             heartbeats: Arc::new(Heartbeats::default()),
             breaker: Arc::default(),
+            renamed_in: Arc::default(),
         }
     }
 

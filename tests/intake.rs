@@ -685,6 +685,37 @@ async fn case_56_a_drop_folder_replaced_by_a_symlink_is_refused() {
 }
 
 #[tokio::test]
+async fn a_file_renamed_in_from_a_temp_name_is_taken_without_waiting_to_settle() {
+    // A settle period far longer than the test: only the rename can make the file ready.
+    let env = env_with(|c| c.intake.settle_ms = 600_000).await;
+    let app = env.app.clone();
+    let watcher = Watcher::start(&app);
+    assert_eq!(watcher.status(), WatchStatus::Watching);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let scan = tokio::spawn(scanner::run(app.clone(), cancel.clone()));
+    // The writer's convention: write under a temp name, rename when complete.
+    let temp = env.drop_dir().join(".report.pdf.tmp");
+    fs::write(&temp, b"complete").unwrap();
+    fs::rename(&temp, env.drop_dir().join("report.pdf")).unwrap();
+    // A plain file written in place waits for the settle period.
+    fs::write(env.drop_dir().join("in-place.bin"), b"still settling").unwrap();
+    let taken = jbxd::testing::wait_until(Duration::from_secs(10), || {
+        let app = app.clone();
+        async move { !db::items::list(&app.db, 10).await.unwrap().is_empty() }
+    })
+    .await;
+    assert!(taken, "the renamed-in file is taken at once");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = items(&app).await;
+    assert_eq!(all.len(), 1, "only the renamed-in file is taken");
+    assert_eq!(all[0].1.as_deref(), Some(&b"report.pdf"[..]));
+    assert!(env.drop_dir().join("in-place.bin").exists());
+    cancel.cancel();
+    scan.await.unwrap().unwrap();
+    drop(watcher);
+}
+
+#[tokio::test]
 async fn the_real_watcher_wakes_the_scanner_for_a_file_renamed_in() {
     let env = env().await;
     let app = &env.app;

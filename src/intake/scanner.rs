@@ -212,9 +212,12 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
             _ = cancel.cancelled() => break,
             _ = app.wake.scan.notified() => {
                 // Events come in bursts (one per write): let a burst pass so it costs one scan.
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(super::MIN_DELAY) => {}
+                // A file renamed in from a temp name is complete: no need to wait for more.
+                if app.renamed_in.is_empty() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(super::MIN_DELAY) => {}
+                    }
                 }
             }
             _ = tokio::time::sleep(delay) => {}
@@ -423,6 +426,11 @@ async fn examine(
         return Ok(Examined::Done(n));
     }
 
+    // Renamed in from a temp name: the writer says it is complete.
+    if app.renamed_in.take(&name) {
+        tracing::debug!(name = %shown, "renamed in from a temp name; taken without settling");
+        return Ok(Examined::Settled(name, meta));
+    }
     // The stability rule: same size, mtime and ctime over the settle period.
     let settle = settle_period(app);
     let stamp = Stamp::of(&meta);

@@ -10,6 +10,8 @@
 //! checks the folder's identity and re-installs the watch, then wakes a rescan. Starting never
 //! fails: the worst case is polling.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,8 @@ use std::time::Duration;
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio_util::sync::CancellationToken;
 
+use super::RenamedIn;
+use super::scanner::is_temp_name;
 use crate::app::{App, Wakers};
 
 /// How often a dead watch is re-installed and a live one's folder identity re-checked.
@@ -42,6 +46,8 @@ struct Shared {
     reason: Mutex<String>,
     /// (dev, ino) of the folder the live watch was installed on.
     identity: Mutex<Option<(u64, u64)>>,
+    /// Where renames from a temp name are noted for the scanner.
+    renamed_in: Arc<RenamedIn>,
 }
 
 impl Shared {
@@ -118,6 +124,7 @@ impl Watcher {
                 generation: AtomicU64::new(0),
                 reason: Mutex::new("not installed yet".into()),
                 identity: Mutex::new(None),
+                renamed_in: app.renamed_in.clone(),
             }),
             wake: app.wake.clone(),
             inner: Arc::new(Mutex::new(None)),
@@ -262,6 +269,9 @@ fn on_event(shared: &Shared, wake: &Wakers, generation: u64, event: notify::Resu
                 // made an idle daemon rescan every 100 ms forever (BENCHMARKS.md P6).
                 return;
             }
+            if let Some(name) = renamed_from_temp_name(&event, &shared.drop_dir) {
+                shared.renamed_in.note(name);
+            }
             if watch_died(&event, &shared.drop_dir) {
                 shared.mark_dead(
                     generation,
@@ -284,6 +294,26 @@ fn is_read_only_access(kind: &EventKind) -> bool {
             AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
         )
     )
+}
+
+/// The new name of a file renamed inside the drop folder from a temp name to a name the
+/// scanner takes (`.x.tmp` → `x`): notify pairs `IN_MOVED_FROM` and `IN_MOVED_TO` by their
+/// cookie into one `RenameMode::Both` event with both paths.
+fn renamed_from_temp_name<'a>(event: &'a Event, drop_dir: &Path) -> Option<&'a OsStr> {
+    use notify::event::{ModifyKind, RenameMode};
+    if event.kind != EventKind::Modify(ModifyKind::Name(RenameMode::Both)) {
+        return None;
+    }
+    let [from, to] = event.paths.as_slice() else {
+        return None;
+    };
+    let in_folder = |p: &Path| p.parent() == Some(drop_dir);
+    let (from_name, to_name) = (from.file_name()?, to.file_name()?);
+    (in_folder(from)
+        && in_folder(to)
+        && is_temp_name(from_name.as_bytes())
+        && !is_temp_name(to_name.as_bytes()))
+    .then_some(to_name)
 }
 
 /// Whether an event says the watched folder itself went away (`IN_DELETE_SELF` arrives as a
@@ -340,7 +370,54 @@ mod tests {
             generation: AtomicU64::new(1),
             reason: Mutex::new(String::new()),
             identity: Mutex::new(None),
+            renamed_in: Arc::default(),
         }
+    }
+
+    fn rename(from: &str, to: &str) -> Event {
+        Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path(PathBuf::from(from))
+            .add_path(PathBuf::from(to))
+    }
+
+    #[test]
+    fn a_rename_from_a_temp_name_inside_the_folder_is_noted_for_the_scanner() {
+        let s = shared(Path::new("/drop"));
+        let wake = Wakers::default();
+        for (from, to) in [
+            ("/drop/.a.exe.tmp", "/drop/a.exe"),
+            ("/drop/b.part", "/drop/b"),
+            ("/drop/c.crdownload", "/drop/c.pdf"),
+        ] {
+            on_event(&s, &wake, 1, Ok(rename(from, to)));
+        }
+        for name in ["a.exe", "b", "c.pdf"] {
+            assert!(s.renamed_in.take(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn other_renames_are_not_trusted() {
+        let s = shared(Path::new("/drop"));
+        let wake = Wakers::default();
+        for (from, to) in [
+            // not from a temp name: the writer may still be writing
+            ("/drop/x", "/drop/y"),
+            // to a temp name: not taken anyway
+            ("/drop/.x.tmp", "/drop/.y.tmp"),
+            // from outside the folder (only the `To` half is seen as `Both` when both are
+            // watched, but be strict about the parents anyway)
+            ("/elsewhere/.z.tmp", "/drop/z"),
+            ("/drop/.w.tmp", "/drop/sub/w"),
+        ] {
+            on_event(&s, &wake, 1, Ok(rename(from, to)));
+        }
+        assert!(s.renamed_in.is_empty());
+        // A lone `To` (renamed in from an unwatched directory) is not trusted either.
+        let to = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+            .add_path(PathBuf::from("/drop/v"));
+        on_event(&s, &wake, 1, Ok(to));
+        assert!(s.renamed_in.is_empty());
     }
 
     #[test]
