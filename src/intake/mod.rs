@@ -41,7 +41,7 @@ pub struct RenamedIn {
 }
 
 impl RenamedIn {
-    pub const TTL: Duration = Duration::from_secs(60);
+    pub const TTL: Duration = Duration::from_secs(10);
     pub const CAPACITY: usize = 10_000;
 
     /// Notes that `name` was renamed in from a temp name just now.

@@ -48,6 +48,9 @@ struct Shared {
     identity: Mutex<Option<(u64, u64)>>,
     /// Where renames from a temp name are noted for the scanner.
     renamed_in: Arc<RenamedIn>,
+    /// The inotify cookie of the last `IN_MOVED_FROM` of a temp name in the folder: the
+    /// matching `IN_MOVED_TO` (the next event) completes the pair.
+    temp_moved_from: Mutex<Option<usize>>,
 }
 
 impl Shared {
@@ -125,6 +128,7 @@ impl Watcher {
                 reason: Mutex::new("not installed yet".into()),
                 identity: Mutex::new(None),
                 renamed_in: app.renamed_in.clone(),
+                temp_moved_from: Mutex::new(None),
             }),
             wake: app.wake.clone(),
             inner: Arc::new(Mutex::new(None)),
@@ -269,19 +273,52 @@ fn on_event(shared: &Shared, wake: &Wakers, generation: u64, event: notify::Resu
                 // made an idle daemon rescan every 100 ms forever (BENCHMARKS.md P6).
                 return;
             }
-            if let Some(name) = renamed_from_temp_name(&event, &shared.drop_dir) {
-                shared.renamed_in.note(name);
+            // The `To` half of a rename is the event right after its `From` half: whatever
+            // comes next ends the wait for it.
+            let pending = shared
+                .temp_moved_from
+                .lock()
+                .expect("rename cookie lock")
+                .take();
+            match rename_half(&event, &shared.drop_dir) {
+                Some(RenameHalf::FromTempName(cookie)) => {
+                    // A temp name going away changes nothing the scanner takes; its new name
+                    // (next event) wakes it.
+                    *shared.temp_moved_from.lock().expect("rename cookie lock") = Some(cookie);
+                    return;
+                }
+                Some(RenameHalf::To(cookie, name))
+                    if pending == Some(cookie) && !is_temp_name(name.as_bytes()) =>
+                {
+                    // Noted before the wake-up below, so the scan it causes sees it.
+                    shared.renamed_in.note(name);
+                }
+                _ => {}
             }
             if watch_died(&event, &shared.drop_dir) {
                 shared.mark_dead(
                     generation,
                     "the drop folder was removed or moved away".into(),
                 );
+            } else if !event.need_rescan() && only_temp_names(&event, &shared.drop_dir) {
+                // A writer filling `.x.tmp` is of no interest until the rename: waking on its
+                // writes started the 100 ms burst delay just before the rename came (P4).
+                return;
             }
         }
         Err(e) => shared.mark_dead(generation, format!("watch error: {}", describe_error(&e))),
     }
     wake.scan.notify_one();
+}
+
+/// Whether an event is only about temp names in the folder, which the scanner never takes.
+fn only_temp_names(event: &Event, drop_dir: &Path) -> bool {
+    !event.paths.is_empty()
+        && event.paths.iter().all(|p| {
+            p.parent() == Some(drop_dir)
+                && p.file_name()
+                    .is_some_and(|name| is_temp_name(name.as_bytes()))
+        })
 }
 
 /// Opening or reading an entry (`IN_OPEN`, `IN_ACCESS`, `IN_CLOSE_NOWRITE`) changes nothing
@@ -296,24 +333,37 @@ fn is_read_only_access(kind: &EventKind) -> bool {
     )
 }
 
-/// The new name of a file renamed inside the drop folder from a temp name to a name the
-/// scanner takes (`.x.tmp` → `x`): notify pairs `IN_MOVED_FROM` and `IN_MOVED_TO` by their
-/// cookie into one `RenameMode::Both` event with both paths.
-fn renamed_from_temp_name<'a>(event: &'a Event, drop_dir: &Path) -> Option<&'a OsStr> {
+/// One half of a rename inside the drop folder, as inotify reports it (notify passes the
+/// cookie as the event's tracker).
+#[derive(Debug, PartialEq)]
+enum RenameHalf<'a> {
+    /// `IN_MOVED_FROM` of a temp name (`.x.tmp`, `x.part`, ...).
+    FromTempName(usize),
+    /// `IN_MOVED_TO` of a name in the folder.
+    To(usize, &'a OsStr),
+}
+
+/// Recognises the halves of a rename from a temp name to a name the scanner takes: the
+/// writer's "complete" signal. notify also emits a combined `RenameMode::Both` event, but only
+/// after the `To` half has already woken the scanner, so the pairing is done here, on `From`.
+fn rename_half<'a>(event: &'a Event, drop_dir: &Path) -> Option<RenameHalf<'a>> {
     use notify::event::{ModifyKind, RenameMode};
-    if event.kind != EventKind::Modify(ModifyKind::Name(RenameMode::Both)) {
-        return None;
-    }
-    let [from, to] = event.paths.as_slice() else {
+    let EventKind::Modify(ModifyKind::Name(mode)) = event.kind else {
         return None;
     };
-    let in_folder = |p: &Path| p.parent() == Some(drop_dir);
-    let (from_name, to_name) = (from.file_name()?, to.file_name()?);
-    (in_folder(from)
-        && in_folder(to)
-        && is_temp_name(from_name.as_bytes())
-        && !is_temp_name(to_name.as_bytes()))
-    .then_some(to_name)
+    let [path] = event.paths.as_slice() else {
+        return None;
+    };
+    if path.parent() != Some(drop_dir) {
+        return None;
+    }
+    let name = path.file_name()?;
+    let cookie = event.tracker()?;
+    match mode {
+        RenameMode::From if is_temp_name(name.as_bytes()) => Some(RenameHalf::FromTempName(cookie)),
+        RenameMode::To => Some(RenameHalf::To(cookie, name)),
+        _ => None,
+    }
 }
 
 /// Whether an event says the watched folder itself went away (`IN_DELETE_SELF` arrives as a
@@ -371,25 +421,41 @@ mod tests {
             reason: Mutex::new(String::new()),
             identity: Mutex::new(None),
             renamed_in: Arc::default(),
+            temp_moved_from: Mutex::new(None),
         }
     }
 
-    fn rename(from: &str, to: &str) -> Event {
-        Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
-            .add_path(PathBuf::from(from))
-            .add_path(PathBuf::from(to))
+    /// The two halves of a rename, as notify's inotify backend delivers them.
+    fn rename(cookie: usize, from: &str, to: &str) -> [Event; 2] {
+        [
+            Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::From)))
+                .add_path(PathBuf::from(from))
+                .set_tracker(cookie),
+            Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+                .add_path(PathBuf::from(to))
+                .set_tracker(cookie),
+        ]
     }
 
     #[test]
-    fn a_rename_from_a_temp_name_inside_the_folder_is_noted_for_the_scanner() {
+    fn a_rename_from_a_temp_name_inside_the_folder_is_noted_before_the_scanner_wakes() {
         let s = shared(Path::new("/drop"));
         let wake = Wakers::default();
-        for (from, to) in [
-            ("/drop/.a.exe.tmp", "/drop/a.exe"),
-            ("/drop/b.part", "/drop/b"),
-            ("/drop/c.crdownload", "/drop/c.pdf"),
+        for (cookie, from, to) in [
+            (1, "/drop/.a.exe.tmp", "/drop/a.exe"),
+            (2, "/drop/b.part", "/drop/b"),
+            (3, "/drop/c.crdownload", "/drop/c.pdf"),
         ] {
-            on_event(&s, &wake, 1, Ok(rename(from, to)));
+            let woke = || {
+                let notified = wake.scan.notified();
+                futures_util::pin_mut!(notified);
+                futures_util::FutureExt::now_or_never(notified).is_some()
+            };
+            let [from, to] = rename(cookie, from, to);
+            on_event(&s, &wake, 1, Ok(from));
+            assert!(!woke(), "a temp name going away wakes nothing");
+            on_event(&s, &wake, 1, Ok(to));
+            assert!(woke(), "the new name wakes the scanner");
         }
         for name in ["a.exe", "b", "c.pdf"] {
             assert!(s.renamed_in.take(OsStr::new(name)), "{name}");
@@ -400,23 +466,29 @@ mod tests {
     fn other_renames_are_not_trusted() {
         let s = shared(Path::new("/drop"));
         let wake = Wakers::default();
-        for (from, to) in [
+        for (i, (from, to)) in [
             // not from a temp name: the writer may still be writing
             ("/drop/x", "/drop/y"),
             // to a temp name: not taken anyway
             ("/drop/.x.tmp", "/drop/.y.tmp"),
-            // from outside the folder (only the `To` half is seen as `Both` when both are
-            // watched, but be strict about the parents anyway)
-            ("/elsewhere/.z.tmp", "/drop/z"),
+            // out of and into a subfolder
             ("/drop/.w.tmp", "/drop/sub/w"),
-        ] {
-            on_event(&s, &wake, 1, Ok(rename(from, to)));
+            ("/drop/sub/.v.tmp", "/drop/v"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let [from, to] = rename(20 + i, from, to);
+            on_event(&s, &wake, 1, Ok(from));
+            on_event(&s, &wake, 1, Ok(to));
         }
-        assert!(s.renamed_in.is_empty());
-        // A lone `To` (renamed in from an unwatched directory) is not trusted either.
-        let to = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
-            .add_path(PathBuf::from("/drop/v"));
-        on_event(&s, &wake, 1, Ok(to));
+        // Halves that do not pair (a `To` from an unwatched directory, another cookie).
+        let [_, lone] = rename(8, "/elsewhere/.z.tmp", "/drop/z");
+        on_event(&s, &wake, 1, Ok(lone));
+        let [from, _] = rename(9, "/drop/.u.tmp", "/drop/u");
+        let [_, other] = rename(10, "/drop/.t.tmp", "/drop/t");
+        on_event(&s, &wake, 1, Ok(from));
+        on_event(&s, &wake, 1, Ok(other));
         assert!(s.renamed_in.is_empty());
     }
 
@@ -456,6 +528,27 @@ mod tests {
             AccessMode::Write
         ))));
         assert!(woke(EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn writes_to_a_temp_name_do_not_wake_the_scanner() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange};
+        let s = shared(Path::new("/drop"));
+        let wake = Wakers::default();
+        let woke = |kind: EventKind, path: &str| {
+            on_event(&s, &wake, 1, Ok(Event::new(kind).add_path(path.into())));
+            let notified = wake.scan.notified();
+            futures_util::pin_mut!(notified);
+            futures_util::FutureExt::now_or_never(notified).is_some()
+        };
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        for kind in [EventKind::Create(CreateKind::File), write, closed] {
+            assert!(!woke(kind, "/drop/.upload.tmp"));
+            assert!(woke(kind, "/drop/upload"));
+        }
+        // The folder itself is never a temp name, and a subfolder's temp file is not ours.
+        assert!(woke(write, "/drop/sub/.x.tmp"));
     }
 
     #[tokio::test]
