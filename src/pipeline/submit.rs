@@ -129,7 +129,8 @@ pub fn attempt_params(
     Ok(params)
 }
 
-/// The first poll of a fresh submission: 0.9 × the expected analysis time, jittered.
+/// The first poll of a fresh submission, jittered: 0.9 × its `analysis-time` when it has one,
+/// else a quarter of `poll.expected_analysis_secs` (see `schedule::PollPlan`).
 pub(crate) fn first_poll_at(app: &App, item: &Item) -> i64 {
     let json = item
         .params
