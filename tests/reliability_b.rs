@@ -1,6 +1,7 @@
 //! Reliability catalog group B (`../shared/reliability.md` §3): SQLite lock contention
 //! (21–23), the write-transaction rule (24), a full or failing state volume (25, 26), a
-//! database from a newer jbxd (27) and a damaged database (28). Each test names its case.
+//! database from a newer jbxd (27), a damaged database (28) and stored files deleted or altered
+//! behind jbxd's back (34). Each test names its case.
 //!
 //! The external writer of 21–23 is a separate SQLite connection to the daemon's file, as an
 //! operator's `sqlite3` or a URL producer would open it. The disk cases mount a small tmpfs as
@@ -862,4 +863,140 @@ async fn case_29_a_database_file_deleted_while_running_fails_the_health_check() 
         "{check:?}"
     );
     assert_eq!(after.overall(), daemon::health::Status::Failed);
+}
+
+/// Drops one sample and runs the pipeline steps until its item is done; returns the item.
+async fn one_item_done(env: &TestEnv) -> db::Item {
+    let app = &env.app;
+    std::fs::write(env.drop_dir().join("sample.exe"), b"MZ spot-checked sample").unwrap();
+    let mut scan = ScanState::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        scanner::run_once(app, &mut scan).await.unwrap();
+        submit::run_once(app).await.unwrap();
+        poll::run_once(app).await.unwrap();
+        download::run_once(app).await.unwrap();
+        if let Some(item) = db::items::list(&app.db, 10).await.unwrap().first()
+            && item.state == ItemState::Done
+        {
+            return item.clone();
+        }
+        assert!(Instant::now() < deadline, "the item was not done in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every stored report of `item`: (relative path, original bytes).
+async fn stored_reports(app: &jbxd::app::App, item: &db::Item) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for analysis in db::analyses::for_item(&app.db, item.id).await.unwrap() {
+        for row in db::analyses::reports_for(&app.db, &analysis.webid)
+            .await
+            .unwrap()
+        {
+            if row.state == "stored" {
+                let path = row.path.unwrap();
+                let bytes = std::fs::read(app.store.abs(&path)).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Writes `bytes` over a stored (read-only) file, keeping its mode.
+fn overwrite_keeping_mode(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_34_a_deleted_sample_and_an_altered_report_degrade_storage_until_restored() {
+    let env = TestEnv::start(SimConfig::default(), |c| {
+        c.reports.types = vec!["html".into()];
+    })
+    .await;
+    let app = &env.app;
+    let item = one_item_done(&env).await;
+    let before = daemon::check_once(app).await;
+    let storage = before.get("storage").unwrap();
+    assert_eq!(storage.status, daemon::health::Status::Ok, "{storage:?}");
+    assert!(storage.detail.contains("all match"), "{storage:?}");
+
+    // The pick cannot miss: this is the only stored sample (a pick past the last stored
+    // file wraps to the first), and every stored report gets its byte flipped.
+    let sample_rel = item.sample_path.clone().unwrap();
+    let samples = db::items::list(&app.db, 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|i| i.sample_path.is_some())
+        .count();
+    assert_eq!(samples, 1);
+    let sample = app.store.abs(&sample_rel);
+    let sample_bytes = std::fs::read(&sample).unwrap();
+    let reports = stored_reports(app, &item).await;
+    assert!(!reports.is_empty());
+    std::fs::remove_file(&sample).unwrap();
+    for (rel, bytes) in &reports {
+        let mut altered = bytes.clone();
+        altered[0] ^= 0x01;
+        overwrite_keeping_mode(&app.store.abs(rel), &altered);
+    }
+
+    let after = daemon::check_once(app).await;
+    let storage = after.get("storage").unwrap();
+    assert_eq!(
+        storage.status,
+        daemon::health::Status::Degraded,
+        "{storage:?}"
+    );
+    assert!(
+        storage
+            .detail
+            .contains(&format!("{}: missing", sample.display())),
+        "{storage:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|(rel, _)| storage.detail.contains(&format!(
+                "{}: sha256 mismatch",
+                app.store.abs(rel).display()
+            ))),
+        "{storage:?}"
+    );
+    assert_eq!(after.overall(), daemon::health::Status::Degraded);
+    let shown = db::health::all(&app.db).await.unwrap();
+    let row = shown.iter().find(|r| r.name == "storage").unwrap();
+    assert_eq!(row.status, "degraded", "jbxd status shows it: {row:?}");
+
+    // Found once, the problems stay reported (re-checked each run) until the files are
+    // restored; nothing is repaired by the check.
+    let again = daemon::check_once(app).await;
+    assert_eq!(
+        again.get("storage").unwrap().status,
+        daemon::health::Status::Degraded
+    );
+    let remembered = db::health::get_state(&app.db, "storage_problems")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(remembered.contains(&sample_rel), "{remembered}");
+    assert!(!sample.exists());
+    std::fs::write(&sample, &sample_bytes).unwrap();
+    std::fs::set_permissions(&sample, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    for (rel, bytes) in &reports {
+        overwrite_keeping_mode(&app.store.abs(rel), bytes);
+    }
+    let restored = daemon::check_once(app).await;
+    let storage = restored.get("storage").unwrap();
+    assert_eq!(storage.status, daemon::health::Status::Ok, "{storage:?}");
+    let remembered = db::health::get_state(&app.db, "storage_problems")
+        .await
+        .unwrap();
+    assert_eq!(remembered, None);
 }

@@ -1,5 +1,6 @@
 //! The periodic health check (reliability.md §2.4): server online, API key valid, quota left,
-//! database writable, free disk, watcher alive. Each result is stored in the `health` table
+//! database writable (and its WAL not grown behind a long reader, catalog 31), free disk, a
+//! spot check of stored files (catalog 34), watcher alive. Each result is stored in the `health` table
 //! (`jbxd status` shows it) and drives the global pause: a cause seen puts its pause in force,
 //! a cause seen cleared lifts it, which is the only way pauses end.
 //!
@@ -10,7 +11,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,6 +25,27 @@ use crate::intake::watcher::{WatchStatus, WatcherLiveness};
 
 /// How long the database write probe may take before the database counts as unwritable.
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Above this size the WAL counts as grown (catalog 31). SQLite checkpoints every ~4 MiB of
+/// WAL, so a WAL this large means checkpoints have been held off for a long time.
+const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Stored samples and stored reports each picked at random per run (catalog 34).
+const SPOT_CHECK_PER_KIND: usize = 2;
+
+/// Bytes hashed per spot check at most: a file that does not fit the rest of the budget gets
+/// the type, size and mode checks only, so a run never reads gigabytes.
+const SPOT_CHECK_HASH_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// `daemon_state` key of the stored files found damaged: re-checked every run, so storage
+/// stays degraded until they are restored (a random pick would miss them again), and each
+/// problem is logged once, when first found.
+const STORAGE_PROBLEMS_KEY: &str = "storage_problems";
+
+/// At most this many damaged files are remembered (a wiped tree would otherwise grow the
+/// list by every pick); the ones past it are neither logged nor remembered, but the detail
+/// still counts them.
+const MAX_REMEMBERED_PROBLEMS: usize = 100;
 
 /// The state of one check, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +121,9 @@ pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport
         check_account(app, &mut report).await;
     }
     check_terms(app, &mut report).await;
-    check_db(app, &mut report).await;
+    check_db(app, &mut report, WAL_LIMIT_BYTES).await;
     check_disk(app, &mut report).await;
+    check_storage(app, &mut report, SPOT_CHECK_HASH_BUDGET).await;
     if let Some(watcher) = watcher {
         match watcher.status() {
             WatchStatus::Watching => report.push(
@@ -278,7 +301,8 @@ async fn check_terms(app: &App, report: &mut HealthReport) {
     }
 }
 
-async fn check_db(app: &App, report: &mut HealthReport) {
+/// The database: still the file at its path, writable, and its WAL below `wal_limit` bytes.
+async fn check_db(app: &App, report: &mut HealthReport, wal_limit: u64) {
     // SQLite keeps writing to a deleted file's inode without complaint: look at the path
     // (catalog 29), or the probe below would say all is well while nothing is kept.
     let db = app.db.clone();
@@ -297,25 +321,234 @@ async fn check_db(app: &App, report: &mut HealthReport) {
         );
         return;
     }
-    match tokio::time::timeout(DB_PROBE_TIMEOUT, app.db.write_probe()).await {
-        Ok(Ok(took)) => report.push(
-            "database",
-            if took > Duration::from_secs(1) {
-                Status::Degraded
-            } else {
-                Status::Ok
-            },
-            format!("writable (write lock in {} ms)", took.as_millis()),
-        ),
-        Ok(Err(e)) => report.push("database", Status::Failed, format!("not writable: {e}")),
-        Err(_) => report.push(
-            "database",
-            Status::Failed,
-            format!(
-                "write lock not obtained within {} s",
-                DB_PROBE_TIMEOUT.as_secs()
+    let (status, mut detail) =
+        match tokio::time::timeout(DB_PROBE_TIMEOUT, app.db.write_probe()).await {
+            Ok(Ok(took)) => (
+                if took > Duration::from_secs(1) {
+                    Status::Degraded
+                } else {
+                    Status::Ok
+                },
+                format!("writable (write lock in {} ms)", took.as_millis()),
             ),
+            Ok(Err(e)) => (Status::Failed, format!("not writable: {e}")),
+            Err(_) => (
+                Status::Failed,
+                format!(
+                    "write lock not obtained within {} s",
+                    DB_PROBE_TIMEOUT.as_secs()
+                ),
+            ),
+        };
+    if status == Status::Failed {
+        report.push("database", status, detail);
+        return;
+    }
+    let wal = wal_path(app.db.path());
+    match wal_size(app, &wal, wal_limit).await {
+        Ok(bytes) if bytes > wal_limit => {
+            detail = format!(
+                "{detail}; the WAL {} is {} MiB, over {} MiB: a long-lived reader (e.g. an \
+                 open sqlite3 shell or a backup) keeps the WAL from being checkpointed; end \
+                 it and the WAL is truncated at the next check",
+                wal.display(),
+                mib(bytes),
+                mib(wal_limit)
+            );
+            report.push("database", Status::Degraded, detail);
+        }
+        Ok(bytes) => report.push(
+            "database",
+            status,
+            format!("{detail}; WAL {} MiB", mib(bytes)),
         ),
+        Err(e) => report.push(
+            "database",
+            status,
+            format!("{detail}; cannot stat the WAL {}: {e}", wal.display()),
+        ),
+    }
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+/// `<db>-wal`, SQLite's name for the WAL of the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// The WAL's size in bytes (0 when there is none). A WAL over `limit` gets one chance to
+/// shrink first: a passive checkpoint (never waits, never blocks writers) and, if that folded
+/// every frame, i.e. the reader that held it back is gone, a truncation that gives up at once
+/// if anyone is busy. SQLite reuses a WAL but never shrinks it, so without this a WAL grown
+/// behind a reader that has since gone would be reported until the daemon restarts.
+async fn wal_size(app: &App, wal: &Path, limit: u64) -> std::io::Result<u64> {
+    let bytes = file_size(wal).await?;
+    if bytes <= limit {
+        return Ok(bytes);
+    }
+    match db::health::wal_checkpoint_passive(&app.db).await {
+        Ok(checkpoint) if checkpoint.complete() => {
+            if let Err(error) = db::health::wal_truncate_if_idle(&app.db).await {
+                tracing::debug!(%error, "cannot truncate the WAL");
+            }
+        }
+        Ok(checkpoint) => tracing::debug!(?checkpoint, "the WAL cannot be checkpointed yet"),
+        Err(error) => tracing::debug!(%error, "cannot checkpoint the WAL"),
+    }
+    file_size(wal).await
+}
+
+async fn file_size(path: &Path) -> std::io::Result<u64> {
+    match tokio::fs::metadata(path).await {
+        Ok(meta) => Ok(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A stored file found not to match its record, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct StorageProblem {
+    file: db::health::StoredFile,
+    problem: String,
+}
+
+/// The storage spot check (catalog 34: a stored file deleted by an antivirus, or altered): a
+/// few random stored samples and reports, plus those found damaged before, verified against
+/// their records (exists, regular, size, no exec bit, sha256 within `hash_budget` bytes).
+/// Nothing is repaired: the operator restores from backup.
+async fn check_storage(app: &App, report: &mut HealthReport, hash_budget: u64) {
+    let known = known_storage_problems(app).await;
+    let picked = match db::health::pick_stored_files(&app.db, SPOT_CHECK_PER_KIND).await {
+        Ok(picked) => picked,
+        Err(e) => {
+            report.push(
+                "storage",
+                Status::Degraded,
+                format!("cannot pick stored files to check: {e}"),
+            );
+            return;
+        }
+    };
+    let mut files: Vec<db::health::StoredFile> = known.iter().map(|p| p.file.clone()).collect();
+    for file in picked {
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    let checked = files.len();
+    let store = app.store.clone();
+    let problems =
+        match tokio::task::spawn_blocking(move || inspect(&store, files, hash_budget)).await {
+            Ok(problems) => problems,
+            Err(e) => {
+                report.push(
+                    "storage",
+                    Status::Degraded,
+                    format!("spot check failed: {e}"),
+                );
+                return;
+            }
+        };
+    note_storage_problems(app, &known, &problems).await;
+    if problems.is_empty() {
+        report.push(
+            "storage",
+            Status::Ok,
+            format!("{checked} stored files spot-checked, all match their records"),
+        );
+        return;
+    }
+    let listed: Vec<String> = problems
+        .iter()
+        .take(5)
+        .map(|p| format!("{}: {}", app.store.abs(&p.file.path).display(), p.problem))
+        .collect();
+    let more = problems.len().saturating_sub(listed.len());
+    report.push(
+        "storage",
+        Status::Degraded,
+        format!(
+            "{} stored file(s) do not match their records: {}{}; restore them from backup \
+             (jbxd does not repair them)",
+            problems.len(),
+            listed.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    );
+}
+
+/// Verifies `files` (on a blocking thread), hashing at most `hash_budget` bytes in all.
+fn inspect(
+    store: &crate::storage::Store,
+    files: Vec<db::health::StoredFile>,
+    mut hash_budget: u64,
+) -> Vec<StorageProblem> {
+    let mut problems = Vec::new();
+    for file in files {
+        let size = u64::try_from(file.size).unwrap_or(u64::MAX);
+        let problem = match store.inspect(&file.path, size, &file.sha256, hash_budget) {
+            Ok(check) if check.is_ok() => {
+                if size <= hash_budget {
+                    hash_budget -= size;
+                }
+                continue;
+            }
+            Ok(check) => check.to_string(),
+            Err(e) => format!("cannot check: {e}"),
+        };
+        problems.push(StorageProblem { file, problem });
+    }
+    problems
+}
+
+async fn known_storage_problems(app: &App) -> Vec<StorageProblem> {
+    match db::health::get_state(&app.db, STORAGE_PROBLEMS_KEY).await {
+        Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Logs each problem not seen in the last run and each one that is gone, and remembers this
+/// run's problems for the next.
+async fn note_storage_problems(app: &App, known: &[StorageProblem], found: &[StorageProblem]) {
+    let found = &found[..found.len().min(MAX_REMEMBERED_PROBLEMS)];
+    for p in found.iter().filter(|p| !known.contains(p)) {
+        tracing::warn!(
+            path = %app.store.abs(&p.file.path).display(),
+            problem = %p.problem,
+            "storage spot check: a stored file does not match its record"
+        );
+    }
+    for p in known
+        .iter()
+        .filter(|k| !found.iter().any(|f| f.file == k.file))
+    {
+        tracing::info!(
+            path = %app.store.abs(&p.file.path).display(),
+            "storage spot check: a file found damaged earlier matches its record again"
+        );
+    }
+    if known == found {
+        return;
+    }
+    let stored = if found.is_empty() {
+        db::health::clear_state(&app.db, STORAGE_PROBLEMS_KEY).await
+    } else {
+        let json = serde_json::to_string(found).unwrap_or_default();
+        db::health::set_state(&app.db, STORAGE_PROBLEMS_KEY, &json).await
+    };
+    if let Err(error) = stored {
+        tracing::error!(%error, "cannot record the storage spot check's findings");
     }
 }
 
@@ -524,6 +757,63 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sqlx::{ConnectOptions as _, Connection as _};
+
+    use crate::simulator::SimConfig;
+    use crate::testing::TestEnv;
+
+    async fn database_check(app: &App, wal_limit: u64) -> Check {
+        let mut report = HealthReport::default();
+        check_db(app, &mut report, wal_limit).await;
+        report.get("database").unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn case_31_a_wal_grown_behind_a_long_reader_is_degraded_and_named_until_the_reader_ends()
+    {
+        const LIMIT: u64 = 256 * 1024;
+        let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+        let app = &env.app;
+        let wal = wal_path(app.db.path());
+        let check = database_check(app, LIMIT).await;
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        assert!(check.detail.contains("WAL"), "{check:?}");
+
+        // An operator's sqlite3 shell in the middle of a read transaction.
+        let mut reader = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(app.db.path())
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM health")
+            .fetch_one(&mut reader)
+            .await
+            .unwrap();
+        let filler = "x".repeat(8 * 1024);
+        for i in 0..100 {
+            db::health::set_state(&app.db, &format!("filler{}", i % 10), &filler)
+                .await
+                .unwrap();
+        }
+        assert!(std::fs::metadata(&wal).unwrap().len() > LIMIT);
+        let check = database_check(app, LIMIT).await;
+        assert_eq!(check.status, Status::Degraded, "{check:?}");
+        assert!(
+            check.detail.contains(&wal.display().to_string())
+                && check.detail.contains("long-lived reader")
+                && check.detail.contains("MiB"),
+            "{check:?}"
+        );
+
+        // The reader ends: the next check folds the WAL in and truncates it.
+        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+        reader.close().await.unwrap();
+        let check = database_check(app, LIMIT).await;
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        assert!(std::fs::metadata(&wal).unwrap().len() <= LIMIT);
+    }
 
     #[test]
     fn the_schedule_is_due_once_slept_to_its_next_tick_and_not_again_before_the_one_after() {
