@@ -1,8 +1,8 @@
 //! The operator commands of the `jbxd` binary (`run`, `config check`, `status`, `queue add`,
-//! `reports`, `retry`, `analysis search --xpath`, `demo`) against data directories built the
-//! way they are in production: by the daemon itself (run in-process against the simulator) or
-//! through the `db` functions it uses. Each test writes a `jbxd.toml` naming its `data_dir`
-//! and passes `--config`; the binary runs with a scrubbed environment.
+//! `reports`, `retry`, `backup`, `analysis search --xpath`, `demo`) against data directories
+//! built the way they are in production: by the daemon itself (run in-process against the
+//! simulator) or through the `db` functions it uses. Each test writes a `jbxd.toml` naming its
+//! `data_dir` and passes `--config`; the binary runs with a scrubbed environment.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -529,6 +529,183 @@ async fn retry_sends_a_failed_item_back_to_the_queue_and_refuses_a_done_one() {
     assert_eq!(doc["data"][0]["id"], failed, "{doc}");
     assert_eq!(doc["data"][0]["state"], "queued", "{doc}");
     assert_eq!(doc["errors"][0]["message"], "item 9999 does not exist");
+}
+
+// ---- backup (catalog 32) ------------------------------------------------------------------
+
+/// The `url_queue` ids in a backup, read without changing the file.
+async fn backup_url_ids(path: &Path) -> Vec<i64> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let ids = sqlx::query_scalar("SELECT id FROM url_queue ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_32_a_backup_taken_while_the_daemon_writes_is_consistent_and_complete() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    // The daemon's single-instance lock is held throughout: the backup must not need it.
+    let _lock =
+        daemon::lock::acquire(&dir.path().join("data").join(daemon::lock::LOCK_FILE)).unwrap();
+    let mut before = Vec::new();
+    for n in 0..300 {
+        before.push(
+            url_queue::insert(&db, &format!("https://before.example/{n}"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    // Another connection keeps committing rows for the whole run of the command.
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let (db, stop, during) = (db.clone(), stop.clone(), during.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = during.fetch_add(1, Ordering::Relaxed);
+                url_queue::insert(&db, &format!("https://during.example/{n}"), None)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let during = during.clone();
+            async move { during.load(Ordering::Relaxed) > 10 }
+        })
+        .await
+    );
+    let out = dir.path().join("backups");
+    std::fs::create_dir(&out).unwrap();
+    let dest = out.join("jbxd-backup.db");
+    let run = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "backup",
+            "--json",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let written_meanwhile = during.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+
+    // The document describes the file that is there.
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!(doc["path"], dest.to_str().unwrap(), "{doc}");
+    assert_eq!(doc["size_bytes"], meta.len(), "{doc}");
+    assert_eq!(doc["integrity"], "ok", "{doc}");
+    assert_eq!(doc["items"], 0, "{doc}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Standalone: rollback-journal mode (header bytes 18-19 = 1), nothing next to it.
+    assert_eq!(&std::fs::read(&dest).unwrap()[18..20], &[1, 1]);
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("jbxd-backup.db")]);
+
+    // It opens, passes the full integrity check and holds every row committed before the
+    // command started, plus a prefix of the rows committed while it ran (a snapshot).
+    let (integrity, _, rows) = db::backup::inspect(&dest).await.unwrap();
+    assert_eq!(integrity, "ok");
+    let ids = backup_url_ids(&dest).await;
+    assert_eq!(doc["url_queue_rows"], ids.len(), "{doc}");
+    assert_eq!(rows as usize, ids.len());
+    assert_eq!(&ids[..before.len()], &before[..]);
+    assert!(ids.len() > before.len() + 10, "{} rows", ids.len());
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap: not a snapshot"
+    );
+    assert!(ids.len() < before.len() + written_meanwhile + 1);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_refuses_an_existing_destination_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    let dest = dir.path().join("precious.db");
+    std::fs::write(&dest, b"someone else's file").unwrap();
+    let run = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "backup",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("{} already exists", dest.display())),
+        "{run:?}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's file");
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".part")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_without_a_database_names_it_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    let config = write_config(dir.path(), &data_dir, &dir.path().join("drop"), "");
+    let dest = dir.path().join("backup.db");
+    let run = jbxd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "backup",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let db_path = data_dir.join("jbxd.db");
+    assert!(
+        run.stderr
+            .contains(&format!("no database at {}", db_path.display())),
+        "{run:?}"
+    );
+    assert!(!db_path.exists());
+    assert!(!dest.exists());
+    assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 0);
 }
 
 // ---- config check and run -----------------------------------------------------------------

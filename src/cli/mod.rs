@@ -99,6 +99,8 @@ pub enum Command {
     Reports(Box<commands::reports::ReportsArgs>),
     /// Send failed items back to work (failed → queued, or submitted when already submitted).
     Retry(commands::retry::RetryArgs),
+    // Its help (short and long) is the doc comment of `BackupArgs`.
+    Backup(commands::backup::BackupArgs),
 }
 
 /// Shared state of one command invocation.
@@ -212,6 +214,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Queue(command) => commands::queue::run(context, command).await,
         Command::Reports(args) => commands::reports::run(context, *args).await,
         Command::Retry(args) => commands::retry::run(context, args).await,
+        Command::Backup(args) => commands::backup::run(context, args).await,
     }
 }
 

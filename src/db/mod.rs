@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 pub mod analyses;
+pub mod backup;
 pub mod checks;
 pub mod health;
 pub mod invariants;

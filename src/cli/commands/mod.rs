@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod analysis;
+pub mod backup;
 pub mod config_check;
 pub mod demo;
 pub mod download;
