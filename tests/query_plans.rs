@@ -52,6 +52,16 @@ const HOT: &[(&str, &str, &str)] = &[
         "SELECT state, count(*) FROM items GROUP BY state",
     ),
     (
+        "db/items.rs earlier_samples (insert_files)",
+        include_str!("../src/db/items.rs"),
+        "SELECT j.value,
+                (SELECT id FROM items
+                  WHERE sha256 = j.value AND kind = 'file'
+                    AND state NOT IN ('rejected', 'failed', 'duplicate')
+                  ORDER BY id LIMIT 1)
+           FROM json_each(?) AS j",
+    ),
+    (
         "db/items.rs find_by_source_identities",
         include_str!("../src/db/items.rs"),
         "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
