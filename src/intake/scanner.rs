@@ -11,7 +11,14 @@
 //!   opened with `O_NOFOLLOW|O_NONBLOCK`, checked with `fstat` (one link, not empty, not too
 //!   large), copied into quarantine through that descriptor while hashing, re-`fstat`ed (a
 //!   change during the copy starts it over), recorded in a group commit, and only then
-//!   unlinked from the folder.
+//!   unlinked from the folder;
+//! * a file the watcher saw renamed in from a temp name (`.x.tmp` → `x`, see
+//!   [`crate::intake::RenamedIn`]) skips the settle period: the rename is the writer's signal
+//!   that it is complete. Everything after that is the same.
+//!
+//! Settled files are taken in batches of [`BATCH`] through a pipeline ([`Flusher`]): every
+//! blocking step works on a whole batch, and copying, recording and unlinking of consecutive
+//! batches overlap (BENCHMARKS.md P3).
 //!
 //! Crash safety needs no "discovered" state: a crash before the insert leaves the source in
 //! place and it is staged again (content-addressed, so no second copy); a crash after the
@@ -527,7 +534,7 @@ impl Flusher {
     }
 }
 
-/// A batch taken from the folder: the staged files to flush, and how many entries were
+/// A batch taken from the folder: the staged files to record, and how many entries were
 /// finished in all (those plus rejected and already-recorded ones).
 struct TakenBatch {
     taken: Vec<Taken>,
@@ -536,7 +543,7 @@ struct TakenBatch {
 
 /// Takes a batch of settled files: opens them all (one blocking task), checks each, skips
 /// those already recorded (one query) and copies the rest into quarantine while hashing (one
-/// blocking task). The caller publishes, records and unlinks them as one batch ([`flush`]).
+/// blocking task). The caller publishes, records and unlinks them ([`Flusher`], [`record`]).
 async fn take_batch(
     app: &App,
     state: &mut ScanState,

@@ -11,6 +11,6 @@ mod atomic;
 mod names;
 mod store;
 
-pub use atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
+pub use atomic::{AtomicFile, AtomicWriter, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
-pub use store::{StagedSample, StagedTemp, Store};
+pub use store::{FileCheck, StagedSample, StagedTemp, Store};
