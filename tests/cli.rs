@@ -3,6 +3,8 @@
 //! Every test starts its own simulator on port 0 and runs the binary with a scrubbed
 //! environment, so nothing leaks in from the host (proxies, a real API key, log settings).
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -10,24 +12,6 @@ use jbxd::api::{ApiKey, ClientSettings, JoeClient, SampleUpload, SubmissionParam
 use jbxd::simulator::{Fault, FaultRule, SimConfig, SimMode, Simulator};
 use serde_json::Value;
 use tempfile::TempDir;
-
-/// Variables that would change what the binary does if the host happened to set them.
-const HOST_ENV: &[&str] = &[
-    "JBX_API_URL",
-    "JBX_API_KEY",
-    "JBX_ACCEPT_TAC",
-    "JBXD_LOG",
-    "RUST_LOG",
-    "JBXD_SIM_API_KEY",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-];
 
 /// A simulator plus a scratch directory, and a way to run `jbxd` against them.
 struct Harness {
@@ -122,11 +106,8 @@ impl Harness {
 
 /// Runs the binary with only `env` (on top of a scrubbed host environment).
 async fn run_jbxd(args: &[&str], env: &[(&str, String)], cwd: Option<&Path>) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
+    let mut command = common::jbxd_command();
     command.args(args);
-    for name in HOST_ENV {
-        command.env_remove(name);
-    }
     for (name, value) in env {
         command.env(name, value);
     }
@@ -801,9 +782,8 @@ async fn simulate_serves_the_api_until_sigterm() {
         listener.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"))
+    let mut child = common::jbxd_command()
         .args(["simulate", "--listen", &listen, "--api-key", "sim-test-key"])
-        .env_remove("JBXD_SIM_API_KEY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

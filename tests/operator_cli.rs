@@ -4,9 +4,12 @@
 //! simulator) or through the `db` functions it uses. Each test writes a `jbxd.toml` naming its
 //! `data_dir` and passes `--config`; the binary runs with a scrubbed environment.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::write_config;
 use jbxd::daemon::{self, Notifier, RunOptions};
 use jbxd::db::url_queue::{self, Applied, UrlDecision};
 use jbxd::db::{self, Db, ItemState};
@@ -14,23 +17,6 @@ use jbxd::simulator::SimConfig;
 use jbxd::testing::{TEST_API_KEY, TestEnv, wait_until};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-/// Variables that would change what the binary does if the host happened to set them.
-const HOST_ENV: &[&str] = &[
-    "JBX_API_URL",
-    "JBX_API_KEY",
-    "JBX_ACCEPT_TAC",
-    "JBXD_LOG",
-    "RUST_LOG",
-    "CREDENTIALS_DIRECTORY",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "http_proxy",
-    "https_proxy",
-];
 
 const MALICIOUS: &[u8] = b"MZ payload JBXD-MALICIOUS\n";
 const CLEAN: &[u8] = b"nothing to see here\n";
@@ -51,11 +37,8 @@ impl Run {
 
 /// Runs the binary with only `env` on top of a scrubbed host environment.
 async fn jbxd(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
+    let mut command = common::jbxd_command();
     command.args(args);
-    for name in HOST_ENV {
-        command.env_remove(name);
-    }
     for (name, value) in env {
         command.env(name, value);
     }
@@ -65,21 +48,6 @@ async fn jbxd(args: &[&str], env: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
-}
-
-/// Writes `dir/jbxd.toml` with these directories (and `extra` lines) and returns its path.
-fn write_config(dir: &Path, data_dir: &Path, drop_dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("jbxd.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = {:?}\ndrop_dir = {:?}\n{extra}",
-            data_dir.to_str().unwrap(),
-            drop_dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    path
 }
 
 /// Drops a file the proper way: written under a temporary name, then renamed in.
@@ -807,10 +775,7 @@ async fn run_serves_the_drop_folder_until_sigterm_and_status_sees_the_result() {
             sim.api_url()
         ),
     );
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
-    for name in HOST_ENV {
-        command.env_remove(name);
-    }
+    let mut command = common::jbxd_command();
     let child = command
         .args(["run", "--config", config.to_str().unwrap()])
         .env("JBX_API_KEY", TEST_API_KEY)

@@ -7,6 +7,8 @@
 //! operator's `sqlite3` or a URL producer would open it. The disk cases mount a small tmpfs as
 //! `data_dir` (root only); where mounting is not allowed they say so and pass vacuously.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -635,19 +637,7 @@ fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
 
 /// `jbxd run` with a scrubbed environment; (exit code, stderr).
 async fn jbxd_run(config: &Path) -> (i32, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
-    for name in [
-        "JBX_API_URL",
-        "JBX_API_KEY",
-        "JBXD_LOG",
-        "RUST_LOG",
-        "CREDENTIALS_DIRECTORY",
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-    ] {
-        command.env_remove(name);
-    }
+    let mut command = common::jbxd_command();
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         command

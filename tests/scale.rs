@@ -13,6 +13,8 @@
 //! 10 s. 57 — READY within 5 s (the scan runs after READY), peak RSS ≤ 256 MiB, every file
 //! recorded exactly once within 10 minutes, and the folder empty afterwards.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,18 +34,6 @@ fn size(var: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
-/// Variables that would change what the binary does if the host happened to set them.
-const HOST_ENV: &[&str] = &[
-    "JBX_API_URL",
-    "JBX_API_KEY",
-    "JBXD_LOG",
-    "RUST_LOG",
-    "CREDENTIALS_DIRECTORY",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-];
 
 /// `VmHWM` (peak resident set) of a live process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -82,16 +72,12 @@ impl Setup {
         let (data_dir, drop_dir) = (dir.path().join("data"), dir.path().join("drop"));
         std::fs::create_dir_all(&data_dir).unwrap();
         std::fs::create_dir_all(&drop_dir).unwrap();
-        let config = dir.path().join("jbxd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\ndrop_dir = {:?}\n[api]\nurl = \"http://127.0.0.1:9/api\"\n",
-                data_dir.to_str().unwrap(),
-                drop_dir.to_str().unwrap()
-            ),
-        )
-        .unwrap();
+        let config = common::write_config(
+            dir.path(),
+            &data_dir,
+            &drop_dir,
+            "[api]\nurl = \"http://127.0.0.1:9/api\"\n",
+        );
         Self {
             dir,
             data_dir,
@@ -104,10 +90,7 @@ impl Setup {
     async fn start(&self, within: Duration) -> Running {
         let notify_path = self.dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
-        for name in HOST_ENV {
-            command.env_remove(name);
-        }
+        let mut command = common::jbxd_command();
         let started = Instant::now();
         let child = command
             .args(["run", "--config", self.config.to_str().unwrap()])

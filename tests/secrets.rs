@@ -5,6 +5,8 @@
 //! Both run the real `jbxd run` binary as a child against the in-process simulator, with the
 //! API key passed in a key file (mode 0600) so that the child's environment holds no key.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,22 +17,6 @@ use jbxd::db::{self, Db};
 use jbxd::simulator::{Fault, FaultRule, SimConfig, Simulator};
 use jbxd::testing::{TEST_API_KEY, wait_until};
 use sqlx::{Column, Row};
-
-const HOST_ENV: &[&str] = &[
-    "JBX_API_URL",
-    "JBX_API_KEY",
-    "JBX_ACCEPT_TAC",
-    "JBXD_LOG",
-    "RUST_LOG",
-    "CREDENTIALS_DIRECTORY",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "http_proxy",
-    "https_proxy",
-];
 
 /// A data directory, drop folder, key file and configuration for one `jbxd run`.
 struct Setup {
@@ -77,10 +63,7 @@ impl Setup {
     }
 
     fn command(&self) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jbxd"));
-        for name in HOST_ENV {
-            command.env_remove(name);
-        }
+        let mut command = common::jbxd_command();
         command
             .args(["run", "--config", self.config.to_str().unwrap()])
             .current_dir(self.dir.path())
