@@ -215,6 +215,8 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
                 delay = backoff;
             }
         }
+        // Asleep until the next scan, not stalled (the watchdog judges it by this).
+        app.heartbeats.sleeping_until(WORKER, delay);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = app.wake.scan.notified() => {
