@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::api::{ApiKey, ClientSettings, JoeClient, RetryPolicy};
 use crate::app::App;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Item};
 use crate::simulator::{SimConfig, Simulator};
 
 /// The API key every test environment uses: a sentinel, so tests can prove it never leaks.
@@ -91,6 +91,48 @@ impl TestEnv {
     pub fn drop_dir(&self) -> &Path {
         &self.app.config.drop_dir
     }
+}
+
+/// One step of every pipeline worker, in the order an item moves through them.
+pub async fn step_workers(app: &App) {
+    use crate::pipeline::{download, poll, reconcile, submit};
+    submit::run_once(app).await.expect("submit step");
+    reconcile::run_once(app).await.expect("reconcile step");
+    poll::run_once(app).await.expect("poll step");
+    download::run_once(app).await.expect("download step");
+}
+
+/// Steps the workers until `done` holds for the items, or panics after `timeout` showing
+/// where each item stands.
+pub async fn drive_until(
+    app: &App,
+    timeout: Duration,
+    done: impl Fn(&[Item]) -> bool,
+) -> Vec<Item> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        step_workers(app).await;
+        let items = crate::db::items::list(&app.db, 1000)
+            .await
+            .expect("list items");
+        if done(&items) {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; items: {:#?}",
+            items
+                .iter()
+                .map(|i| (i.id, i.state, i.error.clone(), i.note.clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+/// There is at least one item and every item reached a terminal state.
+pub fn all_terminal(items: &[Item]) -> bool {
+    !items.is_empty() && items.iter().all(|i| i.state.is_terminal())
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.

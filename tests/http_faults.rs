@@ -13,9 +13,11 @@ use jbxd::api::{ApiKey, ClientSettings, JoeClient, RetryPolicy, SubmissionParams
 use jbxd::app::{App, StepOutcome};
 use jbxd::db::url_queue::{Applied, UrlDecision};
 use jbxd::db::{self, Db, Item, ItemState};
-use jbxd::pipeline::{self, breaker, download, poll, reconcile, submit};
+use jbxd::pipeline::{self, breaker, poll, reconcile, submit};
 use jbxd::simulator::{Fault, FaultRule, RequestRecord, SimConfig, Simulator};
-use jbxd::testing::{TEST_API_KEY, TestEnv, client_for, fast_config, wait_until};
+use jbxd::testing::{
+    TEST_API_KEY, TestEnv, all_terminal, client_for, drive_until, fast_config, wait_until,
+};
 use tokio_util::sync::CancellationToken;
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -45,26 +47,9 @@ async fn item(app: &App, id: i64) -> Item {
     db::items::get(&app.db, id).await.unwrap().unwrap()
 }
 
-/// One step of every worker.
-async fn step(app: &App) {
-    submit::run_once(app).await.unwrap();
-    reconcile::run_once(app).await.unwrap();
-    poll::run_once(app).await.unwrap();
-    download::run_once(app).await.unwrap();
-}
-
 /// Steps the workers until every item is terminal, or panics after `timeout`.
 async fn drive_to_end(app: &App, timeout: Duration) -> Vec<Item> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        step(app).await;
-        let all = items(app).await;
-        if !all.is_empty() && all.iter().all(|i| i.state.is_terminal()) {
-            return all;
-        }
-        assert!(Instant::now() < deadline, "timed out: {all:#?}");
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    drive_until(app, timeout, all_terminal).await
 }
 
 fn rule(endpoint: &str, fault: Fault, times: u32) -> FaultRule {

@@ -11,7 +11,7 @@ use jbxd::db::url_queue::{Applied, UrlDecision};
 use jbxd::db::{self, Item, ItemState, NewFile};
 use jbxd::pipeline::{self, download, poll, reconcile, submit};
 use jbxd::simulator::{Fault, FaultRule, SimConfig};
-use jbxd::testing::TestEnv;
+use jbxd::testing::{TestEnv, all_terminal, drive_until};
 
 // ---- helpers ----------------------------------------------------------------------------
 
@@ -72,39 +72,6 @@ async fn add_url(app: &App, url: &str, params: Option<&str>) -> i64 {
 
 async fn item(app: &App, id: i64) -> Item {
     db::items::get(&app.db, id).await.unwrap().unwrap()
-}
-
-/// One step of every worker.
-async fn step(app: &App) {
-    submit::run_once(app).await.unwrap();
-    reconcile::run_once(app).await.unwrap();
-    poll::run_once(app).await.unwrap();
-    download::run_once(app).await.unwrap();
-}
-
-/// Steps the workers until `done` holds for the items, or panics after `timeout`.
-async fn drive_until(app: &App, timeout: Duration, done: impl Fn(&[Item]) -> bool) -> Vec<Item> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        step(app).await;
-        let items = db::items::list(&app.db, 1000).await.unwrap();
-        if done(&items) {
-            return items;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out; items: {:#?}",
-            items
-                .iter()
-                .map(|i| (i.id, i.state, i.error.clone(), i.note.clone()))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-}
-
-fn all_terminal(items: &[Item]) -> bool {
-    !items.is_empty() && items.iter().all(|i| i.state.is_terminal())
 }
 
 async fn drive_to_end(app: &App) -> Vec<Item> {
