@@ -4,139 +4,26 @@
 //! the item. Also: SIGTERM stops it cleanly with exit 0 (case 101) and a second instance is
 //! refused (case 17).
 
+mod crash_harness;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crash_harness::{Harness, signal, wait_exit};
 use jbxd::db::{self, Db};
-use jbxd::simulator::{Fault, FaultRule, SimConfig, Simulator};
+use jbxd::simulator::{Fault, FaultRule, SimConfig};
 use jbxd::testing::{TEST_API_KEY, wait_until};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    sim: Simulator,
-}
-
-impl Setup {
-    async fn new() -> Self {
-        let sim = Simulator::start(SimConfig {
-            api_key: TEST_API_KEY.into(),
+/// The crash harness with a simulator whose analyses take 1 s.
+async fn harness() -> Harness {
+    Harness::new(
+        SimConfig {
             analysis_seconds: 1,
             ..SimConfig::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let drop = dir.path().join("drop");
-        std::fs::create_dir_all(&drop).unwrap();
-        let config = dir.path().join("jbxd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"data_dir = "{data}"
-drop_dir = "{drop}"
-
-[api]
-url = "{url}"
-accept_tac = true
-request_timeout_secs = 60
-
-[intake]
-settle_ms = 200
-scan_interval_secs = 1
-url_poll_ms = 50
-
-[pipeline]
-retry_base_secs = 0
-retry_cap_secs = 1
-reconcile_grace_secs = 0
-
-[poll]
-expected_analysis_secs = 0
-min_interval_secs = 0
-max_interval_secs = 1
-
-[health]
-schedule = "*/5 * * * * *"
-min_free_disk_mb = 1
-"#,
-                data = data.display(),
-                drop = drop.display(),
-                url = sim.api_url(),
-            ),
-        )
-        .unwrap();
-        Self { dir, config, sim }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn drop_dir(&self) -> PathBuf {
-        self.dir.path().join("drop")
-    }
-
-    fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_jbxd"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("JBX_API_KEY", TEST_API_KEY)
-            .env("JBXD_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("jbxd run starts")
-    }
-
-    async fn db(&self) -> Db {
-        let path = self.data_dir().join("jbxd.db");
-        let ready = wait_until(Duration::from_secs(30), || {
-            let path = path.clone();
-            async move { Db::open_existing(&path).await.is_ok() }
-        })
-        .await;
-        assert!(ready, "the daemon never created its database");
-        Db::open_existing(&path).await.unwrap()
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-}
-
-async fn wait_exit(mut child: Child, within: Duration) -> (std::process::ExitStatus, String) {
-    tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .ok();
-                return (status, stderr);
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().ok();
-                panic!("jbxd did not exit within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
+        },
+        "",
+    )
     .await
-    .unwrap()
 }
 
 async fn item_state(db: &Db, id: i64) -> Option<String> {
@@ -161,7 +48,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_7_a_kill_after_the_server_accepted_the_submission_is_reconciled_without_a_duplicate()
 {
-    let setup = Setup::new().await;
+    let mut setup = harness().await;
     // The server creates the submission at once but holds the reply back: the daemon is
     // killed in exactly the window between "accepted" and "recorded".
     setup.sim.faults().add(FaultRule {
@@ -170,7 +57,7 @@ async fn case_7_a_kill_after_the_server_accepted_the_submission_is_reconciled_wi
         times: Some(1),
         skip: 0,
     });
-    let first = setup.spawn();
+    let mut first = setup.spawn(None);
     let db = setup.db().await;
     let queue_id = db::url_queue::insert(&db, "https://crash.example/case-7", None)
         .await
@@ -183,7 +70,6 @@ async fn case_7_a_kill_after_the_server_accepted_the_submission_is_reconciled_wi
         .await,
         "the submission never reached the simulator"
     );
-    let mut first = first;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
@@ -197,14 +83,16 @@ async fn case_7_a_kill_after_the_server_accepted_the_submission_is_reconciled_wi
         Some("submitting")
     );
 
-    let second = setup.spawn();
+    let second = setup.spawn(None);
     let done = wait_until(Duration::from_secs(60), || {
         let db = db.clone();
         async move { item_state(&db, item_id).await.as_deref() == Some("done") }
     })
     .await;
-    sigterm(&second);
-    let (status, stderr) = wait_exit(second, Duration::from_secs(30)).await;
+    signal(&second, libc::SIGTERM);
+    let status = wait_exit(second, Duration::from_secs(30)).await;
+    // Both runs' logs: the key must be in neither.
+    let stderr = setup.all_logs();
     assert!(
         done,
         "item not done: {:?}\n{stderr}",
@@ -267,16 +155,17 @@ async fn case_7_a_kill_after_the_server_accepted_the_submission_is_reconciled_wi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_17_a_second_instance_is_refused_and_case_101_sigterm_exits_cleanly() {
-    let setup = Setup::new().await;
-    let first = setup.spawn();
+    let mut setup = harness().await;
+    let first = setup.spawn(None);
     let db = setup.db().await;
     // A file dropped while the daemon runs is taken and finished.
     let staging = setup.drop_dir().join(".sample.tmp");
     std::fs::write(&staging, b"JBXD-MALICIOUS crash test sample").unwrap();
     std::fs::rename(&staging, setup.drop_dir().join("sample.exe")).unwrap();
 
-    let second = setup.spawn();
-    let (status, stderr) = wait_exit(second, Duration::from_secs(10)).await;
+    let second = setup.spawn(None);
+    let status = wait_exit(second, Duration::from_secs(10)).await;
+    let stderr = setup.last_log();
     assert_eq!(status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("another instance"), "{stderr}");
     assert!(
@@ -294,8 +183,9 @@ async fn case_17_a_second_instance_is_refused_and_case_101_sigterm_exits_cleanly
         }
     })
     .await;
-    sigterm(&first);
-    let (status, stderr) = wait_exit(first, Duration::from_secs(30)).await;
+    signal(&first, libc::SIGTERM);
+    let status = wait_exit(first, Duration::from_secs(30)).await;
+    let stderr = setup.all_logs();
     assert!(finished, "{:?}\n{stderr}", db::items::list(&db, 10).await);
     assert!(status.success(), "{status:?}\n{stderr}");
     let items = db::items::list(&db, 10).await.unwrap();
