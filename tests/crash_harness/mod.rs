@@ -1,6 +1,7 @@
-//! Shared by `crash_points.rs`, `torture.rs` and `crash_recovery.rs`: the real `jbxd run` as a child process against
-//! the in-process simulator, with its configuration file in a temporary directory, helpers to
-//! feed it files and URLs, to wait for its death or for the queue to drain, and to stop it.
+//! Shared by `crash_points.rs`, `torture.rs` and `crash_recovery.rs`: the real `jbxd run` as a
+//! child process against the in-process simulator, with its configuration file in a temporary
+//! directory, helpers to feed it files and URLs, to wait for its death or for the queue to
+//! drain, and to stop it.
 
 #![allow(dead_code)] // each test binary uses its own part
 
