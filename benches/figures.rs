@@ -72,6 +72,26 @@ struct Row {
 }
 
 impl Row {
+    /// A peak-RSS row: `rss` (MiB) against the target's `limit` (MiB).
+    fn peak_rss(
+        id: &'static str,
+        what: impl Into<String>,
+        rss: f64,
+        anchor: String,
+        target: &'static str,
+        limit: f64,
+    ) -> Row {
+        Row {
+            id,
+            what: what.into(),
+            jbxd: format!("{rss:.1} MiB"),
+            anchor,
+            ratio: "–".into(),
+            target,
+            met: Some(rss <= limit),
+        }
+    }
+
     fn print(&self) {
         let met = match self.met {
             Some(true) => "yes",
@@ -648,15 +668,14 @@ async fn p3(opts: &Options, notes: &mut String) -> Vec<Row> {
             target: "≤ 3x sha256sum",
             met: Some(w / sw <= 3.0),
         },
-        Row {
-            id: "P3",
-            what: "same: daemon peak RSS".into(),
-            jbxd: format!("{rss:.1} MiB"),
-            anchor: format!("sha256sum {srss:.1} MiB"),
-            ratio: "–".into(),
-            target: "RSS ≤ 64 MiB",
-            met: Some(rss <= 64.0),
-        },
+        Row::peak_rss(
+            "P3",
+            "same: daemon peak RSS",
+            rss,
+            format!("sha256sum {srss:.1} MiB"),
+            "RSS ≤ 64 MiB",
+            64.0,
+        ),
     ]
 }
 
@@ -1029,15 +1048,14 @@ async fn p7(opts: &Options, notes: &mut String) -> Vec<Row> {
             .unwrap_or("(not within 15 min)".into()),
         cost.cpu.as_secs_f64()
     );
-    vec![Row {
-        id: "P7",
-        what: format!("{n} pending URL rows: daemon peak RSS"),
-        jbxd: format!("{rss:.1} MiB"),
-        anchor: "–".into(),
-        ratio: "–".into(),
-        target: "RSS ≤ 64 MiB",
-        met: Some(rss <= 64.0),
-    }]
+    vec![Row::peak_rss(
+        "P7",
+        format!("{n} pending URL rows: daemon peak RSS"),
+        rss,
+        "–".into(),
+        "RSS ≤ 64 MiB",
+        64.0,
+    )]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1127,15 +1145,14 @@ async fn p8(opts: &Options, notes: &mut String) -> Vec<Row> {
             target: "wall ≤ 1.2x curl",
             met: Some(w / cw <= 1.2),
         },
-        Row {
-            id: "P8",
-            what: "same: peak RSS".into(),
-            jbxd: format!("{rss:.1} MiB"),
-            anchor: format!("curl {crss:.1} MiB"),
-            ratio: "–".into(),
-            target: "RSS ≤ 32 MiB",
-            met: Some(rss <= 32.0),
-        },
+        Row::peak_rss(
+            "P8",
+            "same: peak RSS",
+            rss,
+            format!("curl {crss:.1} MiB"),
+            "RSS ≤ 32 MiB",
+            32.0,
+        ),
     ]
 }
 
