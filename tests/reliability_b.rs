@@ -35,6 +35,26 @@ async fn external_connection(path: &Path) -> SqliteConnection {
     .expect("external connection")
 }
 
+/// Another process's connection that has taken the write lock (`BEGIN IMMEDIATE`) and holds it
+/// until it commits, rolls back or is dropped.
+async fn hold_write_lock(path: &Path) -> SqliteConnection {
+    let mut writer = external_connection(path).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    writer
+}
+
+/// Queues `n` URLs `https://example.com/<tag>/<i>`.
+async fn queue_urls(db: &Db, tag: &str, n: usize) {
+    for i in 0..n {
+        db::url_queue::insert(db, &format!("https://example.com/{tag}/{i}"), None)
+            .await
+            .unwrap();
+    }
+}
+
 async fn url_rows(db: &Db) -> Vec<(i64, String, Option<i64>)> {
     sqlx::query("SELECT id, status, item_id FROM url_queue ORDER BY id")
         .fetch_all(db.pool())
@@ -69,16 +89,8 @@ async fn drain_urls(env: &TestEnv) {
 async fn case_21_a_writer_holding_the_lock_3_s_is_waited_for_and_nothing_is_lost() {
     let env = TestEnv::start(SimConfig::default(), |_| {}).await;
     let app = &env.app;
-    for i in 0..20 {
-        db::url_queue::insert(&app.db, &format!("https://example.com/before/{i}"), None)
-            .await
-            .unwrap();
-    }
-    let mut writer = external_connection(&app.config.db_path()).await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    queue_urls(&app.db, "before", 20).await;
+    let mut writer = hold_write_lock(&app.config.db_path()).await;
     sqlx::query("INSERT INTO url_queue (url) VALUES ('https://example.com/external')")
         .execute(&mut writer)
         .await
@@ -130,16 +142,8 @@ async fn case_22_a_lock_held_past_the_busy_timeout_fails_writes_that_are_retried
     const HOLD: Duration = Duration::from_millis(6500);
     let env = TestEnv::start(SimConfig::default(), |_| {}).await;
     let app = env.app.clone();
-    for i in 0..30 {
-        db::url_queue::insert(&app.db, &format!("https://example.com/held/{i}"), None)
-            .await
-            .unwrap();
-    }
-    let mut writer = external_connection(&app.config.db_path()).await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    queue_urls(&app.db, "held", 30).await;
+    let mut writer = hold_write_lock(&app.config.db_path()).await;
     let held = Instant::now();
     let cancel = CancellationToken::new();
     let worker = tokio::spawn(jbxd::intake::urls::run(app.clone(), cancel.clone()));
