@@ -69,6 +69,21 @@ impl NotifySocket {
         let _ = self.wait_for("\u{0}never", period).await;
     }
 
+    /// Lets `settle` pass (pings already on their way may still come), then asserts that no
+    /// watchdog ping arrives during `window`.
+    async fn assert_no_pings(&mut self, settle: Duration, window: Duration, why: &str) {
+        self.collect(settle).await;
+        let since = Instant::now();
+        self.collect(window).await;
+        assert_eq!(self.count("WATCHDOG=1", since), 0, "{why}");
+    }
+
+    /// Asserts that a watchdog ping arrives within 2 s.
+    async fn assert_pings_resume(&mut self, why: &str) {
+        let resumed = self.wait_for("WATCHDOG=1", Duration::from_secs(2)).await;
+        assert!(resumed.is_some(), "{why}");
+    }
+
     fn count(&self, needle: &str, since: Instant) -> usize {
         self.seen
             .iter()
@@ -272,21 +287,15 @@ async fn case_102_watchdog_pings_only_while_the_database_and_workers_make_progre
 
     // Stall the database writer: another connection holds the write lock.
     let tx = env.app.db.begin_write().await.unwrap();
-    sock.collect(Duration::from_millis(1200)).await;
-    let t1 = Instant::now();
-    sock.collect(Duration::from_millis(1500)).await;
-    assert_eq!(
-        sock.count("WATCHDOG=1", t1),
-        0,
-        "no pings while the database is stalled"
-    );
+    sock.assert_no_pings(
+        Duration::from_millis(1200),
+        Duration::from_millis(1500),
+        "no pings while the database is stalled",
+    )
+    .await;
     tx.rollback().await.unwrap();
-    assert!(
-        sock.wait_for("WATCHDOG=1", Duration::from_secs(2))
-            .await
-            .is_some(),
-        "pings resume once the database takes writes again"
-    );
+    sock.assert_pings_resume("pings resume once the database takes writes again")
+        .await;
 
     assert!(
         slept.elapsed() > Duration::from_secs(3),
@@ -304,32 +313,24 @@ async fn case_102_watchdog_pings_only_while_the_database_and_workers_make_progre
     env.app
         .heartbeats
         .sleeping_until("overdue-test-worker", Duration::from_millis(300));
-    sock.collect(Duration::from_millis(3800)).await;
-    let t2 = Instant::now();
-    sock.collect(Duration::from_millis(1200)).await;
-    assert_eq!(
-        sock.count("WATCHDOG=1", t2),
-        0,
-        "no pings while a sleeping worker is overdue"
-    );
+    sock.assert_no_pings(
+        Duration::from_millis(3800),
+        Duration::from_millis(1200),
+        "no pings while a sleeping worker is overdue",
+    )
+    .await;
     env.app.heartbeats.beat("overdue-test-worker");
-    assert!(
-        sock.wait_for("WATCHDOG=1", Duration::from_secs(2))
-            .await
-            .is_some(),
-        "pings resume once the worker beats again"
-    );
+    sock.assert_pings_resume("pings resume once the worker beats again")
+        .await;
 
     // A worker that stops beating (injected: a name that beats once) stops the pings too.
     env.app.heartbeats.beat("stalled-test-worker");
-    sock.collect(Duration::from_millis(3500)).await;
-    let t3 = Instant::now();
-    sock.collect(Duration::from_millis(1200)).await;
-    assert_eq!(
-        sock.count("WATCHDOG=1", t3),
-        0,
-        "no pings while a worker is stalled"
-    );
+    sock.assert_no_pings(
+        Duration::from_millis(3500),
+        Duration::from_millis(1200),
+        "no pings while a worker is stalled",
+    )
+    .await;
 
     cancel.cancel();
     daemon.await.unwrap().unwrap();
