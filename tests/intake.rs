@@ -613,7 +613,7 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
     // What the scanner did before "dying": staged and recorded, but not yet unlinked.
     let mut source = fs::File::open(&path).unwrap();
     let meta = source.metadata().unwrap();
-    let staged = app.store.stage_sample(&mut source, true).unwrap();
+    let staged = app.store.stage_sample(&mut source).unwrap();
     db::items::insert_files(
         &app.db,
         &[NewFile {

@@ -27,7 +27,7 @@ async fn add_file(app: &App, name: &str, content: &[u8]) -> i64 {
     let store = app.store.clone();
     let staged = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path).unwrap();
-        store.stage_sample(&mut file, true)
+        store.stage_sample(&mut file)
     })
     .await
     .unwrap()

@@ -519,8 +519,7 @@ impl Flusher {
                 if let Some(previous) = previous {
                     previous.await.ok();
                 }
-                let unlink = move || sources.iter().for_each(remove_source);
-                tokio::task::spawn_blocking(unlink).await.ok();
+                remove_sources(sources).await.ok();
             }));
         }
         Ok(())

@@ -133,19 +133,13 @@ impl Store {
         Ok(())
     }
 
-    /// Copies `source` (already opened without following links) into quarantine while hashing
-    /// it, fsyncs, and renames it to `quarantine/samples/<sha256>` (mode 0400). A sample that is
-    /// already stored is not stored twice. When `sync_dir` is false the caller must call
-    /// [`Store::sync_samples_dir`] before recording the sample. Blocking: run it on a blocking
-    /// thread. Batched intake uses [`Store::stage_unsynced`] and [`Store::publish`] instead.
-    pub fn stage_sample(&self, source: &mut fs::File, sync_dir: bool) -> io::Result<StagedSample> {
+    /// Copies one file (already opened without following links) into quarantine while hashing
+    /// it and makes it durable and visible as `quarantine/samples/<sha256>` (mode 0400): a
+    /// batch of one through [`Store::stage_unsynced`] and [`Store::publish`]. A sample that is
+    /// already stored is not stored twice. Blocking: run it on a blocking thread.
+    pub fn stage_sample(&self, source: &mut fs::File) -> io::Result<StagedSample> {
         let temp = self.stage_unsynced(source)?;
-        temp.file.sync_all()?;
-        let sample = temp.rename_into_place(self)?;
-        if sync_dir {
-            self.sync_samples_dir()?;
-        }
-        Ok(sample)
+        Ok(self.publish(vec![temp])?.remove(0))
     }
 
     /// Copies `source` into `quarantine/incoming` under a temporary name while hashing it, and
@@ -233,7 +227,7 @@ impl Store {
     }
 
     /// Makes the renames into `quarantine/samples` durable.
-    pub fn sync_samples_dir(&self) -> io::Result<()> {
+    fn sync_samples_dir(&self) -> io::Result<()> {
         fs::File::open(self.root.join(SAMPLES))?.sync_all()
     }
 
@@ -408,7 +402,7 @@ mod tests {
         let src = dir.path().join("in.bin");
         fs::write(&src, b"hello").unwrap();
         let s = store
-            .stage_sample(&mut fs::File::open(&src).unwrap(), true)
+            .stage_sample(&mut fs::File::open(&src).unwrap())
             .unwrap();
         let inspect = |size, sha: &str, cap| store.inspect(&s.rel_path, size, sha, cap).unwrap();
         assert_eq!(inspect(5, &s.sha256, u64::MAX), FileCheck::Intact);
@@ -448,10 +442,10 @@ mod tests {
         let src = dir.path().join("in.bin");
         fs::write(&src, b"hello").unwrap();
         let a = store
-            .stage_sample(&mut fs::File::open(&src).unwrap(), true)
+            .stage_sample(&mut fs::File::open(&src).unwrap())
             .unwrap();
         let b = store
-            .stage_sample(&mut fs::File::open(&src).unwrap(), true)
+            .stage_sample(&mut fs::File::open(&src).unwrap())
             .unwrap();
         assert_eq!(a, b);
         assert_eq!(
