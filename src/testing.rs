@@ -71,12 +71,7 @@ impl TestEnv {
     /// fast configuration before anything is created.
     pub async fn start(sim_config: SimConfig, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sim = Simulator::start(SimConfig {
-            api_key: TEST_API_KEY.into(),
-            ..sim_config
-        })
-        .await
-        .expect("simulator starts");
+        let sim = simulator(sim_config).await;
         let mut config = fast_config(dir.path(), &sim.api_url());
         tweak(&mut config);
         std::fs::create_dir_all(&config.drop_dir).expect("drop dir");
@@ -133,6 +128,17 @@ pub async fn drive_until(
 /// There is at least one item and every item reached a terminal state.
 pub fn all_terminal(items: &[Item]) -> bool {
     !items.is_empty() && items.iter().all(|i| i.state.is_terminal())
+}
+
+/// A simulator on loopback (port 0 unless `sim_config` says otherwise) that accepts
+/// [`TEST_API_KEY`].
+pub async fn simulator(sim_config: SimConfig) -> Simulator {
+    Simulator::start(SimConfig {
+        api_key: TEST_API_KEY.into(),
+        ..sim_config
+    })
+    .await
+    .expect("simulator starts")
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.

@@ -755,12 +755,7 @@ async fn run_with_a_bad_configuration_exits_78_before_creating_anything() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_serves_the_drop_folder_until_sigterm_and_status_sees_the_result() {
-    let sim = jbxd::simulator::Simulator::start(SimConfig {
-        api_key: TEST_API_KEY.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let drop_dir = dir.path().join("drop");

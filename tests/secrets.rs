@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use jbxd::db::{self, Db};
-use jbxd::simulator::{Fault, FaultRule, SimConfig, Simulator};
+use jbxd::simulator::{Fault, FaultRule, SimConfig};
 use jbxd::testing::{TEST_API_KEY, wait_until};
 use sqlx::{Column, Row};
 
@@ -131,12 +131,7 @@ async fn dump(db: &Db) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn case_97_the_sentinel_key_appears_in_no_log_row_file_argv_or_environment() {
-    let sim = Simulator::start(SimConfig {
-        api_key: TEST_API_KEY.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
     let setup = Setup::new(&sim.api_url());
     std::fs::create_dir_all(setup.drop_dir()).unwrap();
     let child = setup
@@ -310,12 +305,7 @@ async fn case_99_jbxd_run_leaves_no_core_dump() {
     let dumps_work = status.core_dumped();
     eprintln!("case 99: control core dumped: {dumps_work} (core_pattern {pattern:?})");
 
-    let sim = Simulator::start(SimConfig {
-        api_key: TEST_API_KEY.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
     let setup = Setup::new(&sim.api_url());
     let mut child = unlimited_core(setup.command())
         .stdout(Stdio::null())

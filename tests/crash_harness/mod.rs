@@ -30,12 +30,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(sim: SimConfig, extra_toml: &str) -> Self {
-        let sim = Simulator::start(SimConfig {
-            api_key: TEST_API_KEY.into(),
-            ..sim
-        })
-        .await
-        .unwrap();
+        let sim = jbxd::testing::simulator(sim).await;
         let dir = tempfile::tempdir().unwrap();
         let logs = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
