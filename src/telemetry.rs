@@ -4,11 +4,19 @@
 //! The filter is `log.level`, overridden by `JBXD_LOG`; noisy dependencies are held at `warn`
 //! unless the filter names them. Nothing here ever sees the API key: it lives in `ApiKey`,
 //! whose `Debug` is redacted, and no request form is logged.
+//!
+//! Every event is one line: in the text format the fields (the message included) are rendered
+//! by [`OneLineFields`], which escapes control characters, so a server message or a parameter
+//! name carrying CR LF cannot forge a second log line (RELIABILITY.md case 119); the JSON
+//! format escapes them by construction.
 
 use std::path::PathBuf;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -60,6 +68,24 @@ pub fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     Ok(filter)
 }
 
+/// The text format's fields, rendered like `DefaultFields` (without its ANSI styling) and then
+/// with every control character escaped. The event formatter adds the line's own newline
+/// after the fields, so it is the only one left.
+#[derive(Debug, Default)]
+pub struct OneLineFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for OneLineFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut rendered = String::new();
+        self.0.format_fields(Writer::new(&mut rendered), fields)?;
+        writer.write_str(&crate::text::escape_controls(&rendered))
+    }
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 fn format_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
@@ -68,6 +94,7 @@ where
 {
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(OneLineFields::default())
             .with_writer(writer)
             .with_ansi(ansi)
             .boxed(),
@@ -168,6 +195,41 @@ mod tests {
             text.contains("\"item\":7") && text.contains("telemetry test line"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_field_or_message_with_cr_lf_stays_on_one_text_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogConfig {
+            dir: Some(dir.path().to_owned()),
+            format: LogFormat::Text,
+            ..LogConfig::default()
+        };
+        let (subscriber, guard) = build(&log).unwrap();
+        let hostile = "bad\r\nINFO jbxd: forged line\u{1b}[31m";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(parameter = %hostile, "rejected {hostile}");
+            let span = tracing::info_span!("item", name = %hostile);
+            let _entered = span.enter();
+            tracing::warn!("inside the span");
+        });
+        drop(guard);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            lines[0].contains("parameter=bad\\r\\nINFO jbxd: forged line\\u{1b}[31m"),
+            "{text}"
+        );
+        assert!(lines[0].contains("rejected bad\\r\\n"), "{text}");
+        assert!(lines[1].contains("name=bad\\r\\n"), "{text}");
     }
 
     #[test]

@@ -384,6 +384,86 @@ async fn submit_sends_urls_and_sample_urls() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn case_120_submit_refuses_the_urls_the_daemon_refuses_and_never_echoes_a_password() {
+    let h = Harness::start().await;
+    for (url, reason) in [
+        (
+            "javascript:alert(1)",
+            "URL scheme javascript is not allowed",
+        ),
+        ("ftp://files.example/x", "URL scheme ftp is not allowed"),
+        ("data:text/html,hi", "URL scheme data is not allowed"),
+        (
+            "https://user:hunter2secret@example.com/",
+            "credentials in URL",
+        ),
+        ("https://exa mple.com/", "control characters or spaces"),
+        ("example.com", "no scheme"),
+    ] {
+        for json in [false, true] {
+            let mut args = vec!["submit", "--url", "https://ok.example/", "--url", url];
+            if json {
+                args.insert(0, "--json");
+            }
+            let run = h.run(&args).await;
+            assert_eq!(run.code, 2, "{url}: {run:?}");
+            assert!(run.stderr.contains("--url #2 refused: "), "{url}: {run:?}");
+            assert!(run.stderr.contains(reason), "{url}: {run:?}");
+            assert!(
+                run.stderr.contains("nothing was submitted"),
+                "{url}: {run:?}"
+            );
+            let all = format!("{}{}", run.stdout, run.stderr);
+            assert!(
+                !all.contains("hunter2secret"),
+                "{url}: the password was echoed: {run:?}"
+            );
+        }
+    }
+    // The first URL was valid, but nothing is sent while any of them is refused.
+    assert!(h.sim.accepted_submissions().is_empty());
+    let run = h
+        .run(&["submit", "--sample-url", "file:///etc/passwd"])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--sample-url #1 refused: "), "{run:?}");
+    assert!(h.sim.accepted_submissions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_120_allow_any_scheme_sends_ftp_but_still_refuses_javascript_and_credentials() {
+    let h = Harness::start().await;
+    let run = h.run(&["submit", "--url", "ftp://files.example/x"]).await;
+    assert!(
+        run.stderr.contains("--allow-any-scheme sends it anyway"),
+        "{run:?}"
+    );
+    let run = h
+        .run(&[
+            "--json",
+            "submit",
+            "--allow-any-scheme",
+            "--url",
+            "FTP://Files.Example/x",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // Sent in the normalised form, as the daemon would.
+    assert_eq!(run.json()["data"][0]["target"], "ftp://files.example/x");
+    assert_eq!(h.sim.accepted_submissions().len(), 1);
+    for url in [
+        "javascript:alert(1)",
+        "ftp://u:hunter2secret@files.example/",
+        "file:///etc/passwd",
+    ] {
+        let run = h.run(&["submit", "--allow-any-scheme", "--url", url]).await;
+        assert_eq!(run.code, 2, "{url}: {run:?}");
+        assert!(!run.stderr.contains("hunter2secret"), "{run:?}");
+    }
+    assert_eq!(h.sim.accepted_submissions().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn submit_reports_a_missing_file_and_still_submits_the_others() {
     let h = Harness::start().await;
     std::fs::write(h.path("there.txt"), b"x").unwrap();

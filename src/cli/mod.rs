@@ -136,6 +136,7 @@ pub fn init_tracing(verbose: u8) {
         _ => EnvFilter::new("trace"),
     };
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(crate::telemetry::OneLineFields::default())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -57,8 +57,28 @@ pub fn validate_value(
     }
 }
 
-/// Validates one URL; returns its normalised form.
+/// Which schemes a URL may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemes {
+    /// `http` and `https` only: the daemon's rule for `url_queue`, and the CLI's default.
+    HttpOnly,
+    /// Any scheme of the `scheme://host` form (`ftp://…`), for `jbxd submit --allow-any-scheme`.
+    /// Every other rule still applies, so `javascript:…`, `data:…` (no `//`) and `file:///…`
+    /// (no host) are refused all the same.
+    Any,
+}
+
+/// Validates one URL with the daemon's rule (http and https only); returns its normalised form.
 pub fn validate(input: &str, max_len: usize) -> Result<String, UrlRejection> {
+    validate_with(input, max_len, Schemes::HttpOnly)
+}
+
+/// Validates one URL; returns its normalised form.
+pub fn validate_with(
+    input: &str,
+    max_len: usize,
+    schemes: Schemes,
+) -> Result<String, UrlRejection> {
     if input.len() > max_len {
         return Err(UrlRejection::TooLong { max: max_len });
     }
@@ -69,7 +89,7 @@ pub fn validate(input: &str, max_len: usize) -> Result<String, UrlRejection> {
     }
     let scheme = scheme_of(input).ok_or(UrlRejection::NoScheme)?;
     let lower = scheme.to_ascii_lowercase();
-    if lower != "http" && lower != "https" {
+    if schemes == Schemes::HttpOnly && lower != "http" && lower != "https" {
         return Err(UrlRejection::SchemeNotAllowed { scheme: lower });
     }
     // The WHATWG parser repairs `http:/x`, `http:\\x` and `http:///x` into `http://x/`; we
@@ -180,6 +200,26 @@ mod tests {
             validate("HTTPS://Example.COM/a?b=c#d", MAX).unwrap(),
             "https://example.com/a?b=c#d"
         );
+    }
+
+    #[test]
+    fn case_120_any_scheme_still_needs_an_authority_and_refuses_credentials() {
+        let any = |u: &str| validate_with(u, 8000, Schemes::Any);
+        assert_eq!(
+            any("FTP://Files.Example/x").unwrap(),
+            "ftp://files.example/x"
+        );
+        assert_eq!(
+            any("javascript:alert(1)"),
+            Err(UrlRejection::MissingSlashes)
+        );
+        assert_eq!(any("data:text/html,x"), Err(UrlRejection::MissingSlashes));
+        assert_eq!(any("file:///etc/passwd"), Err(UrlRejection::NoHost));
+        assert_eq!(any("ftp://u:p@h/"), Err(UrlRejection::Credentials));
+        assert!(matches!(
+            validate("ftp://h/", 8000),
+            Err(UrlRejection::SchemeNotAllowed { .. })
+        ));
     }
 
     #[test]

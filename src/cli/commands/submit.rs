@@ -10,6 +10,7 @@ use crate::cli::args::SubmissionArgs;
 use crate::cli::output::{ItemFailure, finish_items, table};
 use crate::cli::progress::Bars;
 use crate::cli::{CliError, Context, Outcome};
+use crate::intake::url_validate::{self, Schemes, UrlRejection};
 
 use super::{Jobs, for_each};
 
@@ -32,6 +33,12 @@ pub struct SubmitArgs {
     /// URLs of samples for the server to download and analyse.
     #[arg(long = "sample-url", value_name = "URL", num_args = 1..)]
     pub sample_urls: Vec<String>,
+
+    /// Send URLs of any `scheme://host` form (e.g. ftp://), not only http and https. The other
+    /// rules of the daemon's URL queue still apply: no credentials, no control characters, a
+    /// host, at most intake.max_url_length bytes.
+    #[arg(long)]
+    pub allow_any_scheme: bool,
 
     #[command(flatten)]
     pub jobs: Jobs,
@@ -84,7 +91,14 @@ pub struct Submitted {
 
 pub async fn run(context: &Context, args: SubmitArgs) -> Result<Outcome, CliError> {
     let params = args.params.to_params()?;
-    let targets = expand_targets(&args.files, &args.urls, &args.sample_urls)?;
+    let schemes = if args.allow_any_scheme {
+        Schemes::Any
+    } else {
+        Schemes::HttpOnly
+    };
+    let urls = checked_urls(&args.urls, "--url", schemes)?;
+    let sample_urls = checked_urls(&args.sample_urls, "--sample-url", schemes)?;
+    let targets = expand_targets(&args.files, &urls, &sample_urls)?;
     let client = context.client()?;
     let (submitted, failures) = submit_all(&client, &params, targets, args.jobs, context).await;
     finish_items(context, &submitted, &failures, |rows| {
@@ -152,6 +166,42 @@ async fn submit_one(
         }
         Target::Url(url) => client.submit_url(url, params).await,
         Target::SampleUrl(url) => client.submit_sample_url(url, params).await,
+    }
+}
+
+/// The URLs of `flag` in their normalised form, checked with the rules the daemon applies to
+/// `url_queue` (RELIABILITY.md case 120): any refusal is a usage error before anything is sent,
+/// naming the URL by its position and the rule; the refused text itself is never echoed, since
+/// it may carry a password.
+pub fn checked_urls(
+    urls: &[String],
+    flag: &str,
+    schemes: Schemes,
+) -> Result<Vec<String>, CliError> {
+    let max_len = crate::config::IntakeConfig::default().max_url_length;
+    let mut refused = Vec::new();
+    let mut checked = Vec::with_capacity(urls.len());
+    for (i, url) in urls.iter().enumerate() {
+        match url_validate::validate_with(url, max_len, schemes) {
+            Ok(normalised) => checked.push(normalised),
+            Err(reason) => {
+                let hint = match reason {
+                    UrlRejection::SchemeNotAllowed { .. } => {
+                        " (--allow-any-scheme sends it anyway)"
+                    }
+                    _ => "",
+                };
+                refused.push(format!("{flag} #{} refused: {reason}{hint}", i + 1));
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(checked)
+    } else {
+        Err(CliError::Usage(format!(
+            "{}; nothing was submitted",
+            refused.join("; ")
+        )))
     }
 }
 
