@@ -4,20 +4,19 @@
 //! snapshot even while the daemon writes (WAL readers never block the writer and are never
 //! blocked by it), and the output is a compact standalone file in rollback-journal mode: one
 //! file, nothing to copy alongside. SQLite does not fsync that output and leaves a partial file
-//! after a crash, so the copy is written under a temporary name in the destination's
-//! directory (created here first, empty, mode 0600, since the database holds names and URLs
-//! of malware), fsynced, checked with `PRAGMA integrity_check` and only then renamed to the
-//! destination without replacing anything, followed by a directory fsync.
+//! after a crash, so the copy is written into a `storage::ReservedFile` (an empty temporary next
+//! to the destination, mode 0600, since the database holds names and URLs of malware), checked
+//! with `PRAGMA integrity_check` and only then published: fsync, a rename that replaces nothing,
+//! a directory fsync.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 use super::{Db, DbError};
+use crate::storage::{PublishError, ReservedFile};
 
 /// The mode of the backup file: readable by the daemon's user only.
 pub const BACKUP_MODE: u32 = 0o600;
@@ -74,9 +73,13 @@ pub async fn backup_to(db: &Db, dest: &Path) -> Result<BackupSummary, BackupErro
     if dest.symlink_metadata().is_ok() {
         return Err(BackupError::DestinationExists(dest.to_owned()));
     }
-    let temp = TempCopy::create(dest)?;
+    if dest.file_name().is_none() {
+        return Err(BackupError::NotAFileName(dest.to_owned()));
+    }
+    let temp = ReservedFile::create(dest, BACKUP_MODE)
+        .map_err(io_error("cannot create a temporary file next to", dest))?;
     let temp_str = temp
-        .path
+        .path()
         .to_str()
         .ok_or_else(|| BackupError::NotUtf8(dest.to_owned()))?;
     sqlx::query("VACUUM INTO ?")
@@ -87,11 +90,8 @@ pub async fn backup_to(db: &Db, dest: &Path) -> Result<BackupSummary, BackupErro
             path: dest.to_owned(),
             source: e.into(),
         })?;
-    File::open(&temp.path)
-        .and_then(|f| f.sync_all())
-        .map_err(io_error("cannot fsync", &temp.path))?;
     let (integrity, items, url_queue_rows) =
-        inspect(&temp.path)
+        inspect(temp.path())
             .await
             .map_err(|source| BackupError::Copy {
                 path: dest.to_owned(),
@@ -103,7 +103,18 @@ pub async fn backup_to(db: &Db, dest: &Path) -> Result<BackupSummary, BackupErro
             problems: integrity,
         });
     }
-    temp.publish(dest)?;
+    temp.publish_new().map_err(|e| match e {
+        PublishError::Exists(path) => BackupError::DestinationExists(path),
+        PublishError::Io {
+            action,
+            path,
+            source,
+        } => BackupError::Io {
+            action,
+            path,
+            source,
+        },
+    })?;
     let size_bytes = std::fs::metadata(dest)
         .map_err(io_error("cannot stat", dest))?
         .len();
@@ -135,95 +146,6 @@ pub async fn inspect(path: &Path) -> Result<(String, i64, i64), DbError> {
         .await?;
     conn.close().await?;
     Ok((problems.join("; "), items, url_queue_rows))
-}
-
-/// The copy under its temporary name; removed on drop unless published.
-struct TempCopy {
-    path: PathBuf,
-    published: bool,
-}
-
-impl TempCopy {
-    /// An empty file next to `dest` (`VACUUM INTO` accepts an empty file and keeps its mode),
-    /// created exclusively so it is never someone else's file.
-    fn create(dest: &Path) -> Result<Self, BackupError> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| BackupError::NotAFileName(dest.to_owned()))?
-            .to_string_lossy();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = dest.with_file_name(format!(
-            ".{name}.jbxd-backup-{}-{nanos}.part",
-            std::process::id()
-        ));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(BACKUP_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_error("cannot create a temporary file next to", dest))?;
-        Ok(Self {
-            path,
-            published: false,
-        })
-    }
-
-    /// Renames the copy to `dest` unless `dest` appeared meanwhile, then fsyncs the directory.
-    fn publish(mut self, dest: &Path) -> Result<(), BackupError> {
-        rename_noreplace(&self.path, dest).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => BackupError::DestinationExists(dest.to_owned()),
-            _ => io_error("cannot rename the backup to", dest)(e),
-        })?;
-        self.published = true;
-        let dir = match dest.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error("cannot fsync the directory", dir))
-    }
-}
-
-impl Drop for TempCopy {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// `renameat2(RENAME_NOREPLACE)`; where the file system lacks it, a hard link (which fails on
-/// an existing name too) and an unlink of the old name.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths relative to the working directory.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if !matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
-        return Err(error);
-    }
-    std::fs::hard_link(from, to)?;
-    std::fs::remove_file(from)
 }
 
 #[cfg(test)]
@@ -269,20 +191,5 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(&dest).unwrap(), b"mine");
-    }
-
-    #[test]
-    fn the_rename_never_replaces_a_file_that_appeared_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let (from, to) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&from, b"new").unwrap();
-        std::fs::write(&to, b"old").unwrap();
-        let error = rename_noreplace(&from, &to).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&to).unwrap(), b"old");
-        std::fs::remove_file(&to).unwrap();
-        rename_noreplace(&from, &to).unwrap();
-        assert_eq!(std::fs::read(&to).unwrap(), b"new");
-        assert!(!from.exists());
     }
 }

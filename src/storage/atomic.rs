@@ -323,7 +323,7 @@ enum RangeSync {
     Wait,
 }
 
-/// `sync_file_range(2)`. Its errors are returned, never dropped: waiting on a range consumes a
+/// `sync_file_range(2)` (raw `libc`: rustix does not offer it). Its errors are returned, never dropped: waiting on a range consumes a
 /// write-back error that the final `fsync` would then no longer report. A file system or kernel
 /// that does not support the call (`EINVAL`, `ENOSYS`, `ESPIPE`, `EOPNOTSUPP`) only loses the
 /// head start: the commit's `fsync` does all the work then.
@@ -361,13 +361,10 @@ fn sync_range(file: &File, offset: u64, len: u64, how: RangeSync) -> io::Result<
 /// and unlike `sync_file_range` it never consumes a write-back error.
 #[cfg(target_os = "linux")]
 fn drop_cached(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+    let Some(len) = std::num::NonZeroU64::new(len) else {
         return;
     };
-    // SAFETY: a plain system call on a descriptor this process owns; no memory is passed.
-    let _ =
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
+    let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
 }
 
 #[cfg(not(target_os = "linux"))]

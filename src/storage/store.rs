@@ -90,13 +90,7 @@ impl Drop for StagedTemp {
 /// `syncfs(2)`: writes back every dirty page and inode of the file system holding `file` and
 /// commits its journal; reports write-back errors since `file` was opened.
 fn syncfs(file: &fs::File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is valid for the duration of the call (borrowed `File`).
-    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::fs::syncfs(file)?)
 }
 
 /// The storage tree of one `data_dir`.
