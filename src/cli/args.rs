@@ -6,8 +6,6 @@ use clap::Args;
 
 use crate::api::SubmissionParams;
 
-use super::CliError;
-
 /// How to reach the server. Environment variables are read by
 /// [`resolve_settings`](super::resolve_settings), not by clap, so that error messages can name
 /// where a bad value came from. There is deliberately no `--api-key`: secrets do not belong in
@@ -111,9 +109,21 @@ pub struct SubmissionArgs {
     pub params: Vec<String>,
 }
 
+/// A flag value that clap accepted but that is unusable (a usage error, exit 2), naming the flag
+/// or parameter.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(pub String);
+
+impl From<crate::api::ParamError> for BadArgument {
+    fn from(error: crate::api::ParamError) -> Self {
+        Self(error.to_string())
+    }
+}
+
 impl SubmissionArgs {
     /// Builds the typed parameters; a bad value is a usage error naming the parameter.
-    pub fn to_params(&self) -> Result<SubmissionParams, CliError> {
+    pub fn to_params(&self) -> Result<SubmissionParams, BadArgument> {
         let mut params = SubmissionParams::new();
         params.systems = self
             .systems
@@ -161,7 +171,7 @@ impl SubmissionArgs {
         for assignment in &self.params {
             params
                 .set_assignment(assignment)
-                .map_err(|e| CliError::Usage(format!("--param {assignment}: {e}")))?;
+                .map_err(|e| BadArgument(format!("--param {assignment}: {e}")))?;
         }
         Ok(params)
     }
@@ -203,7 +213,7 @@ mod tests {
             ..Default::default()
         };
         match args.to_params() {
-            Err(CliError::Usage(message)) => assert!(message.contains("analysis-time")),
+            Err(BadArgument(message)) => assert!(message.contains("analysis-time")),
             other => panic!("expected a usage error, got {other:?}"),
         }
     }

@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::api::{self, ApiError, ApiKey, ClientSettings, JoeClient};
+use crate::api::{self, ApiError, ApiKey, ClientSettings};
 
-use super::CliError;
 use super::args::ConnectionArgs;
 
 pub const ENV_URL: &str = "JBX_API_URL";
@@ -96,14 +95,6 @@ fn key_from_file(path: &Path) -> Result<ApiKey, ConfigError> {
     ApiKey::new(raw).map_err(|reason| ConfigError::BadApiKey {
         origin: format!("--api-key-file {}", path.display()),
         reason,
-    })
-}
-
-/// Builds the client; the settings it still refuses (CA file, proxy) are configuration errors.
-pub fn build_client(settings: ClientSettings) -> Result<JoeClient, CliError> {
-    JoeClient::new(settings).map_err(|e| match e {
-        ApiError::Config(detail) => CliError::Config(ConfigError::Client(detail)),
-        other => CliError::Failed(other.into()),
     })
 }
 

@@ -34,6 +34,12 @@ impl CliError {
     }
 }
 
+impl From<super::args::BadArgument> for CliError {
+    fn from(error: super::args::BadArgument) -> Self {
+        Self::Usage(error.0)
+    }
+}
+
 impl From<crate::api::ParamError> for CliError {
     fn from(error: crate::api::ParamError) -> Self {
         Self::Usage(error.to_string())

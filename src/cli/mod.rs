@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::JoeClient;
+use crate::api::{ApiError, JoeClient};
 
 pub use args::{ConnectionArgs, SubmissionArgs};
 pub use connection::{ConfigError, resolve_settings};
@@ -119,7 +119,11 @@ impl Context {
     /// so commands that need no server (`simulate`, `demo`, `--xpath`) work without a key.
     pub fn client(&self) -> Result<JoeClient, CliError> {
         let settings = resolve_settings(&self.connection, &connection::process_env)?;
-        connection::build_client(settings)
+        // The settings the client still refuses (CA file, proxy) are configuration errors.
+        JoeClient::new(settings).map_err(|e| match e {
+            ApiError::Config(detail) => CliError::Config(ConfigError::Client(detail)),
+            other => CliError::Failed(other.into()),
+        })
     }
 }
 
