@@ -332,3 +332,27 @@ impl Config {
         self.data_dir.join("jbxd.db")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PipelineConfig;
+
+    #[test]
+    fn the_reconcile_window_must_cover_the_grace_period_and_stay_under_a_week() {
+        let mut c = PipelineConfig::default();
+        assert_eq!(c.check_reconcile(), Ok(()));
+        assert!(c.reconcile_window_secs >= 3600, "a safe default");
+        c.reconcile_window_secs = 60;
+        let (key, message) = c.check_reconcile().unwrap_err();
+        assert_eq!(key, "pipeline.reconcile_window_secs");
+        assert!(
+            message.contains("reconcile_grace_secs (60 < 120)"),
+            "{message}"
+        );
+        c.reconcile_window_secs = PipelineConfig::MAX_RECONCILE_WINDOW_SECS + 1;
+        assert!(c.check_reconcile().unwrap_err().1.contains("a week"));
+        c.reconcile_grace_secs = 0;
+        c.reconcile_window_secs = 0;
+        assert_eq!(c.check_reconcile(), Ok(()));
+    }
+}
