@@ -31,11 +31,17 @@
 //!
 //! # Decisions
 //!
-//! * **Adoption without a submission id.** Reconciliation finds analyses by the key in their
-//!   comments; `analysis/search` does not say which submission they belong to. Unless the attempt
-//!   row recorded the id (chunked uploads record it before the first chunk), the item becomes
-//!   `submitted` without a submission id and [`poll`] follows its recorded analyses with
-//!   `analysis/info` instead of `submission/info`. The server dedup lookup adopts the same way.
+//! * **Adoption with or without a submission id.** Reconciliation finds analyses by the key in
+//!   their comments. Found through the submission list (`submission/info` of a listed
+//!   submission), the item is adopted with that submission id; found only by `analysis/search`,
+//!   which does not say which submission they belong to, it becomes `submitted` without one
+//!   (unless the attempt row recorded the id: chunked uploads record it before the first
+//!   chunk), and [`poll`] follows its recorded analyses with `analysis/info` instead of
+//!   `submission/info`. The server dedup lookup adopts the latter way.
+//! * **Look-up window (RELIABILITY case 115).** An attempt that may have reached the server is
+//!   looked for until `pipeline.reconcile_window_secs` (default 1 h) since it began have
+//!   passed before a new attempt is made; the price is that an item whose request really never
+//!   arrived waits that long (a crash mid-submission, a 5xx from a proxy).
 //! * **Pauses.** A pause-class error (maintenance, invalid key, terms, quota) puts the global
 //!   pause in force through `App::pause` and gives the item back (`requeue` without counting,
 //!   or the report back to `pending` without counting). Workers check `may_submit` /
