@@ -609,6 +609,52 @@ async fn case_116_a_lost_reply_to_a_chunked_submission_deletes_the_empty_submiss
 }
 
 #[tokio::test]
+async fn case_116_a_crash_while_a_chunked_submission_new_was_in_flight_leaves_no_orphan_after_the_restart()
+ {
+    let env = start(SimConfig::default()).await;
+    let app = &env.app;
+    let id = add_file(app, "slow.bin", &vec![b'E'; 21 * 1024 * 1024]).await;
+    // The intent is committed and the chunked creation reaches the server, but the process is
+    // killed before the reply (a slow server): no id on record, no chunk sent.
+    let claimed = db::items::claim_for_submit(&app.db, 10, 0).await.unwrap();
+    let (claimed_item, key) = claimed.into_iter().next().unwrap();
+    let defaults = submit::default_params(&app.config.submission).unwrap();
+    let params = submit::attempt_params(
+        claimed_item.params.as_deref(),
+        &defaults,
+        &app.config.submission,
+        &key,
+    )
+    .unwrap();
+    let orphan = app
+        .client
+        .begin_chunked("slow.bin", 21 * 1024 * 1024, &params)
+        .await
+        .unwrap()
+        .submission_id;
+    // The restart.
+    assert_eq!(
+        pipeline::recover(app)
+            .await
+            .unwrap()
+            .unreconciled_submissions,
+        1
+    );
+    drive_until(app, Duration::from_secs(60), all_terminal).await;
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Done, "{i:?}");
+    assert_eq!(i.attempts, 0, "a crash uses no attempt");
+    let live = live_of(&env, &i);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].submission_id, orphan);
+    assert_eq!(live[0].analyses, 1);
+    let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(attempts[0].submission_id.as_deref(), Some(orphan.as_str()));
+    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+}
+
+#[tokio::test]
 async fn case_10_a_failed_chunk_deletes_the_dangling_submission_then_one_complete_upload() {
     let env = start(SimConfig::default()).await;
     let app = &env.app;
