@@ -17,6 +17,9 @@
 //! submission exists, jbxd does not know its id), with 60 files and 60 URLs: no item may end
 //! with more than one live submission, and every extra submission that was created must have
 //! been deleted on the server and recorded on its attempt. Both runs take `JBXD_TORTURE_KILLS`.
+//! Figures (debug, 20 kills, 2026-12-04): 120 done, 0 lost, 0 live duplicates, 30 lost replies
+//! in 1,353 requests, 34.5 s (both runs together 40.5 s); with the submission-list look-up
+//! disabled the same run fails with 29 invariant violations.
 //!
 //! Figures on the 2-core dev VM (2026-11-28): debug, 20 kills: 400 items done, 0 lost, 0
 //! duplicate submissions, 49 faults in 2,612 requests, 34–52 s. Release, 100 kills (seed
