@@ -36,6 +36,7 @@ pub fn fast_config(root: &Path, api_url: &str) -> Config {
     c.pipeline.retry_base_secs = 0;
     c.pipeline.retry_cap_secs = 1;
     c.pipeline.reconcile_grace_secs = 0;
+    c.pipeline.reconcile_window_secs = 0;
     c.poll.expected_analysis_secs = 0;
     c.poll.min_interval_secs = 0;
     c.poll.max_interval_secs = 1;

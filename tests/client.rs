@@ -361,6 +361,63 @@ async fn lists_follow_pagination_to_the_end() {
 }
 
 #[tokio::test]
+async fn case_115_a_lagging_submission_is_found_by_its_key_through_the_list_and_only_the_whole_key_matches()
+ {
+    let sim = simulator(SimConfig {
+        search_lag: Duration::from_secs(600),
+        page_size: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let client = client(&sim);
+    let mut ids = Vec::new();
+    for (n, comments) in ["jbxd:k-1", "jbxd:k-10", "jbxd:other-1"].iter().enumerate() {
+        let mut params = SubmissionParams::new();
+        params.set("comments", comments).unwrap();
+        ids.push(
+            client
+                .submit_url(&format!("https://example.com/key-{n}"), &params)
+                .await
+                .unwrap(),
+        );
+    }
+    let hour = chrono::Duration::hours(1);
+    let listed = client
+        .list_submissions_since(chrono::Utc::now() - hour)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3, "all pages: {listed:?}");
+    // A window after every submission: the first page already lies before it, paging stops.
+    let before = sim.request_log().len();
+    let none = client
+        .list_submissions_since(chrono::Utc::now() + hour)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(sim.request_log().len(), before + 1, "one page only");
+
+    let markers = vec!["jbxd:k-1".to_owned()];
+    let findings = client.find_by_markers(&markers, &listed).await.unwrap();
+    let found = findings.for_marker("jbxd:k-1");
+    assert_eq!(found.len(), 1, "k-10 is not k-1: {found:?}");
+    assert_eq!(found[0].submission_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(found[0].analyses.len(), 1);
+    // Search alone finds nothing while it lags; once it caught up it finds the analysis, but
+    // without naming the submission.
+    let by_search = client.find_by_markers(&markers, &[]).await.unwrap();
+    assert!(by_search.for_marker("jbxd:k-1").is_empty());
+    sim.advance_clock(Duration::from_secs(601));
+    let by_search = client.find_by_markers(&markers, &[]).await.unwrap();
+    let found = by_search.for_marker("jbxd:k-1");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].submission_id, None);
+    // Deleting twice is fine: the second time it is already gone.
+    client.delete_submission_if_present(&ids[0]).await.unwrap();
+    client.delete_submission_if_present(&ids[0]).await.unwrap();
+    assert_eq!(sim.live_submissions().len(), 2);
+}
+
+#[tokio::test]
 async fn search_finds_by_comment_and_by_structured_filters() {
     let sim = simulator(SimConfig::default()).await;
     let client = client(&sim);

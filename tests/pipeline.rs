@@ -368,7 +368,7 @@ async fn case_6_a_crash_after_the_intent_commit_is_reconciled_then_submitted_onc
 }
 
 #[tokio::test]
-async fn case_7_a_submission_accepted_but_unanswered_is_adopted_by_search_with_no_duplicate() {
+async fn case_7_a_submission_accepted_but_unanswered_is_adopted_with_its_id_and_no_duplicate() {
     let env = start(SimConfig::default()).await;
     let app = &env.app;
     env.sim
@@ -392,8 +392,11 @@ async fn case_7_a_submission_accepted_but_unanswered_is_adopted_by_search_with_n
         "never resubmitted blindly"
     );
     assert!(i.note.as_deref().unwrap().contains("adopted"), "{i:?}");
-    // Adopted by search, which does not tell the submission id: followed by analysis.
-    assert!(i.submission_id.is_none());
+    // Found through the submission list, which names the submission: followed by its id.
+    assert_eq!(
+        i.submission_id,
+        Some(env.sim.accepted_submissions()[0].clone())
+    );
     assert_eq!(db::analyses::for_item(&app.db, id).await.unwrap().len(), 1);
     assert_reports_intact(app, id).await;
 }
@@ -414,47 +417,125 @@ async fn case_7_a_crash_after_the_server_accepted_is_adopted_after_restart() {
     assert_eq!(env.sim.accepted_submissions().len(), 1);
 }
 
+/// The live submissions on the simulator whose comments carry the item's key.
+fn live_of(env: &TestEnv, item: &Item) -> Vec<jbxd::simulator::LiveSubmission> {
+    let prefix = format!("jbxd:{}-", item.item_key);
+    env.sim
+        .live_submissions()
+        .into_iter()
+        .filter(|s| s.comments.contains(&prefix))
+        .collect()
+}
+
 #[tokio::test]
-async fn case_8_search_lagging_beyond_the_grace_period_costs_at_most_one_recorded_extra_submission()
-{
+async fn case_115_lost_replies_under_search_lag_longer_than_the_grace_leave_one_live_submission_per_item()
+ {
+    // Search lags an hour behind; the grace is 0 s: search alone would find nothing.
     let env = start(SimConfig {
         search_lag: Duration::from_secs(3600),
         ..SimConfig::default()
     })
     .await;
     let app = &env.app;
+    const N: usize = 6;
+    env.sim
+        .faults()
+        .add(rule("submission/new", Fault::ResetAfterBody, N as u32 + 2));
+    let mut ids = Vec::new();
+    for n in 0..N {
+        ids.push(add_url(app, &format!("https://example.com/lag-{n}"), None).await);
+    }
+    ids.push(add_file(app, "lag-a.exe", MALICIOUS).await);
+    ids.push(add_file(app, "lag-b.exe", b"harmless bytes").await);
+    drive_to_end(app).await;
+    assert_eq!(
+        requests_to(&env, "submission/new"),
+        N + 2,
+        "every reply was lost and nothing was sent twice"
+    );
+    for id in ids {
+        let i = item(app, id).await;
+        assert_eq!(i.state, ItemState::Done, "{i:?}");
+        let live = live_of(&env, &i);
+        assert_eq!(live.len(), 1, "{i:?}: {live:?}");
+        assert_eq!(
+            i.submission_id.as_deref(),
+            Some(live[0].submission_id.as_str())
+        );
+        assert!(i.note.as_deref().unwrap().contains("adopted"), "{i:?}");
+    }
+    assert_eq!(env.sim.live_submissions().len(), N + 2);
+    assert_eq!(env.sim.accepted_submissions().len(), N + 2);
+}
+
+#[tokio::test]
+async fn case_8_and_115_a_submission_hidden_from_every_lookup_is_looked_for_through_the_window_and_a_late_extra_is_deleted()
+ {
+    // While a submission's analyses are still `accepted` (the first 10 % of 600 s) its info
+    // shows no comments, and search lags an hour: nothing can identify the lost submission.
+    let env = TestEnv::start(
+        SimConfig {
+            search_lag: Duration::from_secs(3600),
+            analysis_seconds: 600,
+            ..SimConfig::default()
+        },
+        |c| c.pipeline.reconcile_window_secs = 3,
+    )
+    .await;
+    let app = &env.app;
     env.sim
         .faults()
         .add(rule("submission/new", Fault::ResetAfterBody, 1));
     let id = add_url(app, "https://example.com/eight", None).await;
-    // The lost submission stays invisible to search through reconciliation ...
+    let started = Instant::now();
     submit::run_once(app).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     reconcile::run_once(app).await.unwrap();
     let i = item(app, id).await;
-    assert_eq!((i.state, i.attempts), (ItemState::Queued, 1), "{i:?}");
-    // The retry waits for its backoff (at most `retry_cap_secs` = 1 s in tests).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while item(app, id).await.state == ItemState::Queued && Instant::now() < deadline {
+    assert_eq!(i.state, ItemState::Submitting, "still looking: {i:?}");
+    assert!(
+        i.next_attempt_at > db::now_ms(),
+        "the next look-up is scheduled: {i:?}"
+    );
+    // It keeps looking until the window has passed, and only then submits again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut gave_up_after = None;
+    while item(app, id).await.state != ItemState::Submitted && Instant::now() < deadline {
+        reconcile::run_once(app).await.unwrap();
+        if gave_up_after.is_none() && item(app, id).await.state == ItemState::Queued {
+            gave_up_after = Some(started.elapsed());
+        }
         submit::run_once(app).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(item(app, id).await.state, ItemState::Submitted);
-    // ... and shows up by the time the second one finished.
+    let gave_up_after = gave_up_after.expect("requeued once the window ended");
+    assert!(
+        gave_up_after >= Duration::from_secs(3),
+        "not before the window ended: {gave_up_after:?}"
+    );
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Submitted, "{i:?}");
+    assert_eq!(env.sim.accepted_submissions().len(), 2);
+    // The first one becomes visible by the time the second one finished: deleted then.
     env.sim.advance_clock(Duration::from_secs(3601));
     drive_to_end(app).await;
     let i = item(app, id).await;
     assert_eq!(i.state, ItemState::Done, "{i:?}");
-    assert_eq!(env.sim.accepted_submissions().len(), 2, "one extra at most");
+    let live = live_of(&env, &i);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(
+        i.submission_id.as_deref(),
+        Some(live[0].submission_id.as_str())
+    );
+    let first = env.sim.accepted_submissions()[0].clone();
+    assert!(live.iter().all(|s| s.submission_id != first));
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("accepted"));
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(attempts[0].submission_id.as_deref(), Some(first.as_str()));
+    let detail = attempts[0].detail.as_deref().unwrap();
     assert!(
-        attempts[0]
-            .detail
-            .as_deref()
-            .unwrap()
-            .starts_with("duplicate submission"),
+        detail.starts_with("duplicate submission") && detail.contains("deleted on the server"),
         "{attempts:?}"
     );
     assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
@@ -466,6 +547,111 @@ async fn case_8_search_lagging_beyond_the_grace_period_costs_at_most_one_recorde
     let analyses = db::analyses::for_item(&app.db, id).await.unwrap();
     assert_eq!(analyses.len(), 1);
     assert_eq!(reports_of(app, id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn case_116_a_lost_reply_to_a_chunked_submission_deletes_the_empty_submission_before_a_new_one()
+ {
+    let env = start(SimConfig::default()).await;
+    let app = &env.app;
+    // The chunked `submission/new` is answered with a reset: no id, so no chunk goes out.
+    env.sim
+        .faults()
+        .add(rule("submission/new", Fault::ResetAfterBody, 1));
+    let mut big = vec![b'C'; 21 * 1024 * 1024];
+    big[..MALICIOUS.len()].copy_from_slice(MALICIOUS);
+    let id = add_file(app, "big3.bin", &big).await;
+    submit::run_once(app).await.unwrap();
+    assert_eq!(item(app, id).await.state, ItemState::Submitting);
+    // A second chunk-sized item, named differently, must not lose its submission to it.
+    let other = add_file(app, "other.bin", &vec![b'D'; 21 * 1024 * 1024]).await;
+    drive_until(app, Duration::from_secs(60), all_terminal).await;
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Done, "{i:?}");
+    assert_eq!(item(app, other).await.state, ItemState::Done);
+    let orphan = env.sim.accepted_submissions()[0].clone();
+    let live = live_of(&env, &i);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].submission_id, orphan, "the empty one is gone");
+    assert_eq!(live_of(&env, &item(app, other).await).len(), 1);
+    let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(attempts[0].submission_id.as_deref(), Some(orphan.as_str()));
+    assert!(
+        attempts[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("empty submission"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    // The orphan was deleted before anything was sent again.
+    let log = env.sim.request_log();
+    let deleted_at = log
+        .iter()
+        .find(|r| r.endpoint == "submission/delete")
+        .map(|r| r.seq)
+        .expect("a delete");
+    let resubmitted_at = log
+        .iter()
+        .filter(|r| {
+            r.endpoint == "submission/new"
+                && r.comments
+                    .as_deref()
+                    .is_some_and(|c| c.contains(&i.item_key))
+        })
+        .nth(1)
+        .map(|r| r.seq)
+        .expect("a second submission/new");
+    assert!(deleted_at < resubmitted_at, "{log:#?}");
+}
+
+#[tokio::test]
+async fn case_116_a_crash_while_a_chunked_submission_new_was_in_flight_leaves_no_orphan_after_the_restart()
+ {
+    let env = start(SimConfig::default()).await;
+    let app = &env.app;
+    let id = add_file(app, "slow.bin", &vec![b'E'; 21 * 1024 * 1024]).await;
+    // The intent is committed and the chunked creation reaches the server, but the process is
+    // killed before the reply (a slow server): no id on record, no chunk sent.
+    let claimed = db::items::claim_for_submit(&app.db, 10, 0).await.unwrap();
+    let (claimed_item, key) = claimed.into_iter().next().unwrap();
+    let defaults = submit::default_params(&app.config.submission).unwrap();
+    let params = submit::attempt_params(
+        claimed_item.params.as_deref(),
+        &defaults,
+        &app.config.submission,
+        &key,
+    )
+    .unwrap();
+    let orphan = app
+        .client
+        .begin_chunked("slow.bin", 21 * 1024 * 1024, &params)
+        .await
+        .unwrap()
+        .submission_id;
+    // The restart.
+    assert_eq!(
+        pipeline::recover(app)
+            .await
+            .unwrap()
+            .unreconciled_submissions,
+        1
+    );
+    drive_until(app, Duration::from_secs(60), all_terminal).await;
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Done, "{i:?}");
+    assert_eq!(i.attempts, 0, "a crash uses no attempt");
+    let live = live_of(&env, &i);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].submission_id, orphan);
+    assert_eq!(live[0].analyses, 1);
+    let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(attempts[0].submission_id.as_deref(), Some(orphan.as_str()));
+    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
 }
 
 #[tokio::test]

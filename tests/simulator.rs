@@ -658,6 +658,58 @@ async fn search_matches_comments_and_honours_the_lag() {
 }
 
 #[tokio::test]
+async fn case_115_the_submission_list_and_info_show_a_new_submission_at_once_while_search_lags() {
+    let h = start(SimConfig {
+        search_lag: Duration::from_secs(600),
+        page_size: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let older = h.submit_url("http://older.example", "jbxd:other-1").await;
+    let id = h.submit_url("http://lag.example", "jbxd:item-9-1").await;
+    assert_eq!(
+        h.data("analysis/search", &[("q", "item-9")]).await,
+        json!([])
+    );
+    // The list is not searched: both are there at once, newest first, one per page.
+    let (_, first) = h.call("submission/list", &[]).await;
+    assert_eq!(first["data"][0]["submission_id"], id.as_str());
+    assert_eq!(first["data"][0]["name"], "http://lag.example");
+    assert!(first["data"][0]["time"].is_string());
+    assert!(
+        first["data"][0].get("comments").is_none(),
+        "entries carry no comments"
+    );
+    let next = first["pagination"]["next"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (_, second) = h
+        .call("submission/list", &[("pagination_next", &next)])
+        .await;
+    assert_eq!(second["data"][0]["submission_id"], older.as_str());
+    // The info's analyses carry the comments.
+    let info = h.data("submission/info", &[("submission_id", &id)]).await;
+    assert_eq!(info["analyses"][0]["comments"], "jbxd:item-9-1");
+    // Deleting removes it from the list, the info and (after the lag) the search.
+    assert_eq!(
+        h.data("submission/delete", &[("submission_id", &id)]).await,
+        json!({})
+    );
+    let (_, after) = h.call("submission/list", &[]).await;
+    assert_eq!(after["data"][0]["submission_id"], older.as_str());
+    let (status, body) = h.call("submission/info", &[("submission_id", &id)]).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (404, 3));
+    h.sim.advance_clock(Duration::from_secs(601));
+    assert_eq!(
+        h.data("analysis/search", &[("q", "item-9")]).await,
+        json!([])
+    );
+    assert_eq!(h.sim.live_submissions().len(), 1);
+    assert_eq!(h.sim.accepted_submissions().len(), 2);
+}
+
+#[tokio::test]
 async fn archives_yield_one_analysis_per_member() {
     use std::io::Write;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

@@ -338,15 +338,24 @@ impl JoeClient {
             if let Some(token) = &next {
                 page_form.push(("pagination_next".into(), token.clone()));
             }
-            let envelope = self.call(endpoint, page_form).await?;
-            let page: Vec<T> = decode(envelope.data)?;
+            let (page, token) = self.call_page(endpoint, page_form).await?;
             items.extend(page);
-            match envelope.next {
+            match token {
                 // A server repeating the same token would loop forever.
                 Some(token) if Some(&token) != next.as_ref() => next = Some(token),
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// One page of a paginated list and the token of the next page, if any.
+    pub(super) async fn call_page<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        form: Vec<(String, String)>,
+    ) -> Result<(Vec<T>, Option<String>), ApiError> {
+        let envelope = self.call(endpoint, form).await?;
+        Ok((decode(envelope.data)?, envelope.next))
     }
 
     // ---- server / account -------------------------------------------------------------

@@ -5,11 +5,14 @@
 //!   no-blind-retry rule for submissions.
 //! * [`SubmissionParams`] / [`SearchQuery`]: typed request parameters and their wire encoding.
 //! * [`types`]: tolerant reply types.
+//! * `lookup`: finding an attempt's submission by the marker in its comments (search, and the
+//!   submission list with `submission/info`), and deleting what must not stay.
 //! * [`ApiError`]: the classified failure.
 
 mod client;
 mod download;
 mod error;
+mod lookup;
 mod params;
 mod retry;
 mod secret;
@@ -24,6 +27,7 @@ pub use client::{
 };
 pub use download::{Download, DownloadSummary, parse_content_disposition};
 pub use error::{ApiError, ApiErrorKind};
+pub use lookup::{FoundSubmission, MarkerFindings, Unidentified, carries_marker, submission_time};
 pub use params::{
     KNOWN_PARAMS, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery, SubmissionParams,
     param_type, parse_bool,

@@ -654,6 +654,7 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         1,
     )?;
     at_least("pipeline.max_attempts", c.pipeline.max_attempts.into(), 1)?;
+    c.pipeline.check_reconcile()?;
     if c.pipeline.retry_base_secs > c.pipeline.retry_cap_secs {
         return Err((
             "pipeline.retry_base_secs",

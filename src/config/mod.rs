@@ -177,6 +177,10 @@ pub struct PipelineConfig {
     /// After an unknown submission outcome, wait this long for the server's search to catch
     /// up before looking the submission up.
     pub reconcile_grace_secs: u64,
+    /// How long an attempt with an unknown outcome is looked for (search, submission list)
+    /// before jbxd concludes it never reached the server and submits again; look-ups run on a
+    /// growing schedule inside it (RELIABILITY case 115). Far longer than a search lag lasts.
+    pub reconcile_window_secs: u64,
 }
 
 impl Default for PipelineConfig {
@@ -189,7 +193,38 @@ impl Default for PipelineConfig {
             retry_base_secs: 30,
             retry_cap_secs: 6 * 3600,
             reconcile_grace_secs: 120,
+            reconcile_window_secs: 3600,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// The longest accepted `reconcile_window_secs`: a week.
+    pub const MAX_RECONCILE_WINDOW_SECS: u64 = 7 * 24 * 3600;
+
+    /// Checks the reconciliation keys: `Err` names the key and what is wrong.
+    pub fn check_reconcile(&self) -> Result<(), (&'static str, String)> {
+        let window = self.reconcile_window_secs;
+        if window < self.reconcile_grace_secs {
+            return Err((
+                "pipeline.reconcile_window_secs",
+                format!(
+                    "must be at least pipeline.reconcile_grace_secs ({window} < {}): the look-up \
+                     window starts with the grace period",
+                    self.reconcile_grace_secs
+                ),
+            ));
+        }
+        if window > Self::MAX_RECONCILE_WINDOW_SECS {
+            return Err((
+                "pipeline.reconcile_window_secs",
+                format!(
+                    "must be at most {} (a week), got {window}",
+                    Self::MAX_RECONCILE_WINDOW_SECS
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -295,5 +330,29 @@ impl Config {
     /// The database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("jbxd.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PipelineConfig;
+
+    #[test]
+    fn the_reconcile_window_must_cover_the_grace_period_and_stay_under_a_week() {
+        let mut c = PipelineConfig::default();
+        assert_eq!(c.check_reconcile(), Ok(()));
+        assert!(c.reconcile_window_secs >= 3600, "a safe default");
+        c.reconcile_window_secs = 60;
+        let (key, message) = c.check_reconcile().unwrap_err();
+        assert_eq!(key, "pipeline.reconcile_window_secs");
+        assert!(
+            message.contains("reconcile_grace_secs (60 < 120)"),
+            "{message}"
+        );
+        c.reconcile_window_secs = PipelineConfig::MAX_RECONCILE_WINDOW_SECS + 1;
+        assert!(c.check_reconcile().unwrap_err().1.contains("a week"));
+        c.reconcile_grace_secs = 0;
+        c.reconcile_window_secs = 0;
+        assert_eq!(c.check_reconcile(), Ok(()));
     }
 }

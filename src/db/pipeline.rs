@@ -99,3 +99,25 @@ pub async fn next_due_report(db: &Db) -> Result<Option<i64>, DbError> {
             .await?,
     )
 }
+
+/// Which of `ids` (server submission ids) jbxd has on record: on an attempt, an item or an
+/// analysis. Reconciliation opens only the listed submissions it cannot account for.
+pub async fn known_submission_ids(
+    db: &Db,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let known: Vec<String> = sqlx::query_scalar(
+        "SELECT value FROM json_each(?)
+          WHERE value IN (SELECT submission_id FROM submit_attempts WHERE submission_id IS NOT NULL)
+             OR value IN (SELECT submission_id FROM items WHERE submission_id IS NOT NULL)
+             OR value IN (SELECT submission_id FROM analyses WHERE submission_id IS NOT NULL)",
+    )
+    .bind(list)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(known.into_iter().collect())
+}

@@ -6,7 +6,7 @@
 //! | worker | claims | does |
 //! | --- | --- | --- |
 //! | [`submit`] | `queued` items (outbox row with a new attempt key committed first) | server dedup lookup, `submission/new` (plain, chunked or URL) |
-//! | [`reconcile`] | `submitting` items whose time has come | looks every attempt key up, adopts or requeues; deletes dangling chunked submissions |
+//! | [`reconcile`] | `submitting` items whose time has come | looks every attempt key up ([`lookup`]: search and the submission list) within the look-up window, adopts or requeues; deletes dangling and orphaned chunked submissions and duplicates |
 //! | [`poll`] | `submitted` items due for a poll | `submission/info` (or `analysis/info`), adaptive schedule, deadline |
 //! | [`download`] | `pending` report rows | `analysis/download` into `reports/<webid>/<type>.<ext>`, then the item is `done` |
 //!
@@ -20,8 +20,8 @@
 //! | found at start-up | what happens | worst case |
 //! | --- | --- | --- |
 //! | item `queued` | normal scheduling | none |
-//! | item `submitting`, attempt outcome NULL (crash after the intent commit, maybe mid-request) | rescheduled to `now + reconcile_grace`; [`reconcile`] searches every attempt key: found → adopted, not found → `queued` with a new key (no attempt consumed: the crash was not the item's fault) | 1 extra submission if the server's search lags beyond the grace period |
-//! | item `submitting`, attempt `unknown` (lost reply) | the same; the attempt counts | as above |
+//! | item `submitting`, attempt outcome NULL (crash after the intent commit, maybe mid-request) | rescheduled to `now + reconcile_grace`; [`reconcile`] looks every attempt key up (search and submission list) until `reconcile_window_secs` have passed: found → adopted, not found → `queued` with a new key (no attempt consumed: the crash was not the item's fault) | an extra submission only if the server hides it from search *and* its list for the whole window; deleted when it shows up before the item finishes |
+//! | item `submitting`, attempt `unknown` (lost reply) | the same; the attempt counts; a chunked creation's empty submission is found by name and time and deleted | as above |
 //! | item `submitting`, attempt `chunked_pending` with a submission id | [`reconcile`] asks `submission/info`: no analyses yet (chunks missing) → `submission/delete`, then a new attempt; anything else → adopted | none (a complete upload whose reply was lost may be deleted and sent again) |
 //! | item `submitted` | due at once: a poll claim's lease (10 min) left by the crash cannot be told from a scheduled poll, so every `submitted` item is polled again now | 1 extra poll |
 //! | poll saw `finished`, crash before the commit | polled again | 1 extra poll |
@@ -31,11 +31,17 @@
 //!
 //! # Decisions
 //!
-//! * **Adoption without a submission id.** Reconciliation finds analyses by the key in their
-//!   comments; `analysis/search` does not say which submission they belong to. Unless the attempt
-//!   row recorded the id (chunked uploads record it before the first chunk), the item becomes
-//!   `submitted` without a submission id and [`poll`] follows its recorded analyses with
-//!   `analysis/info` instead of `submission/info`. The server dedup lookup adopts the same way.
+//! * **Adoption with or without a submission id.** Reconciliation finds analyses by the key in
+//!   their comments. Found through the submission list (`submission/info` of a listed
+//!   submission), the item is adopted with that submission id; found only by `analysis/search`,
+//!   which does not say which submission they belong to, it becomes `submitted` without one
+//!   (unless the attempt row recorded the id: chunked uploads record it before the first
+//!   chunk), and [`poll`] follows its recorded analyses with `analysis/info` instead of
+//!   `submission/info`. The server dedup lookup adopts the latter way.
+//! * **Look-up window (RELIABILITY case 115).** An attempt that may have reached the server is
+//!   looked for until `pipeline.reconcile_window_secs` (default 1 h) since it began have
+//!   passed before a new attempt is made; the price is that an item whose request really never
+//!   arrived waits that long (a crash mid-submission, a 5xx from a proxy).
 //! * **Pauses.** A pause-class error (maintenance, invalid key, terms, quota) puts the global
 //!   pause in force through `App::pause` and gives the item back (`requeue` without counting,
 //!   or the report back to `pending` without counting). Workers check `may_submit` /
@@ -48,6 +54,7 @@
 pub mod breaker;
 pub mod classify;
 pub mod download;
+pub mod lookup;
 pub mod poll;
 pub mod reconcile;
 pub mod schedule;

@@ -102,7 +102,31 @@ async fn poll_one(app: &App, item: Item) -> anyhow::Result<()> {
     };
     let age = age_of(&item);
     match observed {
-        Ok(Observed::Finished(analyses)) => finish(app, &item, &analyses).await,
+        Ok(Observed::Finished(analyses)) => {
+            // Every extra submission goes before the item leaves `submitted` (case 115).
+            let late = match settle_late_duplicates(app, &item).await? {
+                Ok(note) => note,
+                Err(error) => match classify(&error, Call::Read, 0, backoff(app)) {
+                    Action::Retry { after } => {
+                        warn!(item = item.id, %error, "looking up earlier attempts failed; will poll again");
+                        let next = after.max(jittered(plan.interval_at(age), random_unit()));
+                        db::items::schedule_poll(&app.db, item.id, at(next)).await?;
+                        return Ok(());
+                    }
+                    Action::Pause { reason, detail } => {
+                        app.pause(reason, &detail).await?;
+                        let next = jittered(plan.interval_at(age), random_unit());
+                        db::items::schedule_poll(&app.db, item.id, at(next)).await?;
+                        return Ok(());
+                    }
+                    _ => Some(format!(
+                        "earlier attempts could not be checked for a duplicate: {}",
+                        escaped(&error.to_string(), 300)
+                    )),
+                },
+            };
+            finish(app, &item, &analyses, late).await
+        }
         Ok(Observed::Running(analyses)) => {
             let records = records(&analyses, item.submission_id.as_deref());
             if !records.is_empty() {
@@ -189,7 +213,12 @@ async fn observe_analyses(app: &App, webids: &[String]) -> Result<Observed, ApiE
     })
 }
 
-async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result<()> {
+async fn finish(
+    app: &App,
+    item: &Item,
+    analyses: &[Analysis],
+    late_duplicates: Option<String>,
+) -> anyhow::Result<()> {
     let records = records(analyses, item.submission_id.as_deref());
     let types = report_types(&app.config);
     crate::crashpoint::hit("after_poll_finished");
@@ -215,9 +244,7 @@ async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result
         })
         .collect();
     let mut notes = errors;
-    if let Some(duplicates) = late_duplicates(app, item).await {
-        notes.push(duplicates.trim_start_matches("; ").to_owned());
-    }
+    notes.extend(late_duplicates);
     if !notes.is_empty() {
         // Kept after what the item already says (e.g. how it was adopted).
         let note = item
@@ -241,37 +268,40 @@ async fn finish(app: &App, item: &Item, analyses: &[Analysis]) -> anyhow::Result
     Ok(())
 }
 
-/// Catalog 8: when reconciliation found nothing for an attempt (its search lagged) and the
-/// item was submitted again, the earlier submission may exist after all. By the time the
-/// analysis finished the search has usually caught up, so the earlier keys are looked up once
-/// more; what turns up is recorded (not linked to the item, so its reports are not downloaded
-/// twice) and named in the item's note. Best effort: a failed lookup is only logged.
-async fn late_duplicates(app: &App, item: &Item) -> Option<String> {
-    let attempts = db::items::attempts_of(&app.db, item.id).await.ok()?;
-    let mut found = Vec::new();
-    for attempt in attempts
+/// Catalog 8 and case 115: when reconciliation found nothing for an attempt within its
+/// look-up window and the item was submitted again, the earlier submission may exist after
+/// all. Once the followed submission finished, the earlier keys are looked up once more (search
+/// and submission list); what turns up is deleted on the server and recorded on its attempt,
+/// and the returned text goes into the item's note. The followed submission is kept: its
+/// analyses are the recorded ones, and the earlier one only reappeared after jbxd gave up on it.
+async fn settle_late_duplicates(
+    app: &App,
+    item: &Item,
+) -> anyhow::Result<Result<Option<String>, ApiError>> {
+    let attempts = db::items::attempts_of(&app.db, item.id).await?;
+    let late: Vec<&db::Attempt> = attempts
         .iter()
         .filter(|a| a.outcome.as_deref() == Some("not_found") && a.submission_id.is_none())
-    {
-        match super::reconcile::by_key(app, &attempt.attempt_key).await {
-            Ok(Some(analyses)) => found.push((attempt.attempt_key.clone(), analyses)),
-            Ok(None) => {}
-            Err(error) => {
-                warn!(item = item.id, %error, "looking up earlier attempts failed");
-                return None;
+        .collect();
+    if late.is_empty() {
+        return Ok(Ok(None));
+    }
+    let view = match super::lookup::server_view(app, late.iter().copied()).await? {
+        Ok(view) => view,
+        Err(error) => return Ok(Err(error)),
+    };
+    let mut notes = Vec::new();
+    for attempt in late {
+        for found in view.found(&attempt.attempt_key) {
+            if let Err(error) = super::lookup::delete_duplicate(app, found).await {
+                return Ok(Err(error));
             }
+            notes.push(
+                super::lookup::record_deleted_duplicate(app, &attempt.attempt_key, found).await?,
+            );
         }
     }
-    if found.is_empty() {
-        return None;
-    }
-    match super::reconcile::record_duplicates(app, &found).await {
-        Ok(note) => Some(note),
-        Err(error) => {
-            warn!(item = item.id, error = %format!("{error:#}"), "recording a duplicate submission failed");
-            None
-        }
-    }
+    Ok(Ok((!notes.is_empty()).then(|| notes.join("; "))))
 }
 
 fn records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRecord> {

@@ -1,5 +1,6 @@
 //! Reconciliation: items left in `submitting` (an unknown outcome, or a crash after the intent
-//! commit) are looked up on the server before anything is sent again (reliability.md §2.8).
+//! commit) are looked up on the server before anything is sent again (reliability.md §2.8,
+//! RELIABILITY cases 7, 8, 10, 115 and 116).
 //!
 //! For each such item, once its time has come (the grace period after an unknown outcome; the
 //! lease after a crash, shortened to the grace period by [`super::recover`]):
@@ -8,29 +9,40 @@
 //!    chunk) are asked about with `submission/info`. No analyses while the attempt never
 //!    confirmed all chunks (`chunked_pending`) → the dangling submission is deleted
 //!    (`submission/delete`). Anything further along → adopted with that submission id.
-//! 2. Every other attempt key the item has used is searched: `analysis/search` for
-//!    `jbxd:<key>`, keeping only hits whose `comments` really carry that exact key (search is
-//!    a substring match: `…-1` must not match `…-10`). Found → the analyses are recorded and
-//!    the item becomes `submitted` — with the attempt's submission id if it had one, else
-//!    without (the poller then follows the analyses, see the module docs of `pipeline`).
-//! 3. Nothing found and the grace period since the last attempt started has passed → back to
-//!    `queued`; the next claim uses a new key (n + 1). Only a search lagging beyond the grace
-//!    period can make that a second submission (catalog 8). The older key is looked up once
-//!    more when the item's analysis finishes ([`super::poll`]); a submission found then is
-//!    recorded as a duplicate (attempt detail and item note), its reports not downloaded.
+//! 2. Every other attempt key is looked up in one [`ServerView`] per step (see
+//!    [`super::lookup`]): `analysis/search` for `jbxd:<key>`, and the account's submission
+//!    list, which the search index's lag does not delay, with `submission/info` for each
+//!    listed submission jbxd has no record of. Only comments carrying exactly that key count
+//!    (`…-1` must not match `…-10`). Found → the analyses are recorded and the item becomes
+//!    `submitted`, with the submission id when the list named it. Several found (an earlier
+//!    attempt reappeared) → the first is kept and the others are deleted on the server before
+//!    the adoption is committed, and recorded on their attempts and in the item's note.
+//! 3. A chunk-sized file whose attempt is not found by key: an empty listed submission named
+//!    like its upload and created since the attempt began is its orphaned chunked submission
+//!    (the reply to `submission/new` was lost, so no chunk went out): deleted, and the attempt
+//!    recorded `abandoned` with its id; nothing else can show up for it.
+//! 4. Nothing found → the item stays `submitting` and is looked up again on a growing
+//!    schedule (the delay doubles with the time since the attempt began, from the grace
+//!    period) until `pipeline.reconcile_window_secs` since the last attempt began have passed;
+//!    only then is it `queued` again, for a new key (n + 1). Those attempts are `not_found` and
+//!    looked up once more when the item's analysis finishes ([`super::poll`]): a submission
+//!    found then is deleted and recorded as a duplicate.
 //!
-//! Nothing is ever resubmitted blindly: a failed search leaves the item `submitting` and
+//! Nothing is ever resubmitted blindly: a failed look-up leaves the item `submitting` and
 //! tries again later.
+
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
+use super::lookup::{self, ServerView};
 use super::poll::analysis_record;
 use super::submit::give_up_or_requeue;
 use super::{all_done, at, backoff, grace};
 use crate::api::types::Analysis;
-use crate::api::{ApiError, ApiErrorKind, SearchQuery};
+use crate::api::{ApiError, ApiErrorKind, FoundSubmission};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, Attempt, Item, ItemState};
 
@@ -58,7 +70,8 @@ fn lease_ms(app: &App) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
 }
 
-/// One step: reconciles up to `max(pipeline.submit_concurrency, 4)` due items concurrently.
+/// One step: reconciles up to `max(pipeline.submit_concurrency, 4)` due items concurrently,
+/// against one [`ServerView`] of all their attempts.
 pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
     if !app.may_call_api().await? {
         return Ok(StepOutcome::Paused);
@@ -69,49 +82,102 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
         return Ok(StepOutcome::Idle);
     }
     let count = items.len();
-    all_done(items.into_iter().map(|item| reconcile_one(app, item))).await?;
+    let mut work = Vec::with_capacity(count);
+    for item in items {
+        let attempts = db::items::attempts_of(&app.db, item.id).await?;
+        work.push((item, attempts));
+    }
+    match lookup::server_view(app, work.iter().flat_map(|(_, a)| a)).await? {
+        Ok(view) => {
+            all_done(
+                work.into_iter()
+                    .map(|(item, attempts)| reconcile_one(app, item, attempts, &view)),
+            )
+            .await?;
+        }
+        Err(error) => {
+            for (item, _) in &work {
+                lookup_failed(app, item, &error).await?;
+            }
+        }
+    }
     Ok(StepOutcome::Worked(count))
+}
+
+/// A failed look-up leaves the item `submitting`; it is asked about again later. Nothing is
+/// ever sent on a failed look-up.
+async fn lookup_failed(app: &App, item: &Item, error: &ApiError) -> anyhow::Result<()> {
+    let retry_in = match classify(error, Call::Read, 0, backoff(app)) {
+        Action::Pause { reason, detail } => {
+            app.pause(reason, &detail).await?;
+            grace(app)
+        }
+        Action::Retry { after } => after,
+        _ => backoff(app).delay(2),
+    };
+    warn!(item = item.id, error = %error, ?retry_in, "reconciliation lookup failed; item stays submitting");
+    db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, at(retry_in)).await?;
+    Ok(())
+}
+
+/// A submission of a later attempt, found besides the adopted one.
+struct Duplicate {
+    key: String,
+    found: FoundSubmission,
 }
 
 /// What the server knows about an item's attempts.
 struct Findings {
     /// The attempt to adopt, its submission id (if known) and its analyses.
     adopt: Option<(String, Option<String>, Vec<Analysis>)>,
-    /// Analyses of further attempts: a duplicate submission, recorded but not followed.
-    duplicates: Vec<(String, Vec<Analysis>)>,
+    /// Further submissions of the item: deleted on the server before the adoption is recorded.
+    duplicates: Vec<Duplicate>,
+    /// Attempts that may still show up (sent or interrupted, not found yet), with their start.
+    open: Vec<(String, i64)>,
     /// Whether a request of an attempt went out with an unknown fate (counts as an attempt).
     sent_unknown: bool,
 }
 
-async fn reconcile_one(app: &App, item: Item) -> anyhow::Result<()> {
-    let attempts = db::items::attempts_of(&app.db, item.id).await?;
-    let findings = match look_up(app, &attempts).await {
+async fn reconcile_one(
+    app: &App,
+    item: Item,
+    attempts: Vec<Attempt>,
+    view: &ServerView,
+) -> anyhow::Result<()> {
+    let findings = match look_up(app, &item, &attempts, view).await? {
         Ok(findings) => findings,
-        Err(error) => {
-            let retry_in = match classify(&error, Call::Read, 0, backoff(app)) {
-                Action::Pause { reason, detail } => {
-                    app.pause(reason, &detail).await?;
-                    grace(app)
-                }
-                Action::Retry { after } => after,
-                _ => backoff(app).delay(2),
-            };
-            warn!(item = item.id, error = %error, ?retry_in, "reconciliation lookup failed; item stays submitting");
-            db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, at(retry_in))
-                .await?;
-            return Ok(());
-        }
+        Err(error) => return lookup_failed(app, &item, &error).await,
     };
 
     if let Some((key, submission_id, analyses)) = findings.adopt {
+        // Never more than one live submission per item: the extras go before we commit.
+        for duplicate in &findings.duplicates {
+            if let Err(error) = lookup::delete_duplicate(app, &duplicate.found).await {
+                return lookup_failed(app, &item, &error).await;
+            }
+        }
         let records: Vec<_> = analyses
             .iter()
             .map(|a| analysis_record(a, submission_id.as_deref()))
             .collect();
         db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
         let mut note = format!("adopted attempt {key} after reconciliation");
-        if !findings.duplicates.is_empty() {
-            note.push_str(&record_duplicates(app, &findings.duplicates).await?);
+        for duplicate in &findings.duplicates {
+            let text =
+                lookup::record_deleted_duplicate(app, &duplicate.key, &duplicate.found).await?;
+            note.push_str("; ");
+            note.push_str(&text);
+        }
+        // Attempts not seen yet are looked up once more when the analysis finishes (poll).
+        for (open, _) in &findings.open {
+            db::items::set_attempt_outcome(
+                &app.db,
+                open,
+                "not_found",
+                None,
+                Some(&format!("not found when attempt {key} was adopted")),
+            )
+            .await?;
         }
         db::items::mark_submitted(
             &app.db,
@@ -127,26 +193,30 @@ async fn reconcile_one(app: &App, item: Item) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Nothing on the server. Wait out the grace period since the last attempt started, so
-    // that a slow search index gets its chance before a new attempt is made.
-    let last_start = attempts
-        .last()
-        .and_then(|a| db::parse_time(&a.started_at))
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(0);
-    let due = last_start.saturating_add(grace(app).as_millis() as i64);
-    if due > db::now_ms() {
-        db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, due).await?;
-        return Ok(());
-    }
-    for attempt in &attempts {
-        if matches!(attempt.outcome.as_deref(), None | Some("unknown")) {
+    // Nothing on the server. An attempt that may still appear is looked for until the
+    // look-up window since it began has passed, on a growing schedule: a lagging search or a
+    // slow server gets far more time than a lag lasts before anything is sent again.
+    if let Some(last_start) = findings.open.iter().map(|(_, start)| *start).max() {
+        let window = Duration::from_secs(app.config.pipeline.reconcile_window_secs).max(grace(app));
+        let end =
+            last_start.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2));
+        let now = db::now_ms();
+        if now < end {
+            let waited = Duration::from_millis(u64::try_from(now - last_start).unwrap_or(0));
+            let next = at(waited.max(grace(app))).min(end);
+            db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, next).await?;
+            return Ok(());
+        }
+        for (key, _) in &findings.open {
             db::items::set_attempt_outcome(
                 &app.db,
-                &attempt.attempt_key,
+                key,
                 "not_found",
                 None,
-                Some("not found on the server by reconciliation"),
+                Some(&format!(
+                    "not found on the server within the {} s look-up window",
+                    window.as_secs()
+                )),
             )
             .await?;
         }
@@ -172,32 +242,17 @@ async fn reconcile_one(app: &App, item: Item) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records analyses of a duplicate submission without linking them to the item (their
-/// reports are not downloaded twice); returns the text for the item's note.
-pub(crate) async fn record_duplicates(
+/// Asks the server (and the view) about every attempt (see the module docs).
+async fn look_up(
     app: &App,
-    duplicates: &[(String, Vec<Analysis>)],
-) -> anyhow::Result<String> {
-    let mut note = String::new();
-    for (key, analyses) in duplicates {
-        let records: Vec<_> = analyses.iter().map(|a| analysis_record(a, None)).collect();
-        db::analyses::upsert_many(&app.db, None, &records).await?;
-        let webids: Vec<&str> = analyses.iter().map(|a| a.webid.as_str()).collect();
-        let detail = format!("duplicate submission: analyses {}", webids.join(", "));
-        db::items::set_attempt_outcome(&app.db, key, "accepted", None, Some(&detail)).await?;
-        warn!(attempt = %key, %detail, "duplicate submission detected");
-        note.push_str(&format!(
-            "; duplicate submission by attempt {key} ({detail})"
-        ));
-    }
-    Ok(note)
-}
-
-/// Asks the server about every attempt (see the module docs).
-async fn look_up(app: &App, attempts: &[Attempt]) -> Result<Findings, ApiError> {
+    item: &Item,
+    attempts: &[Attempt],
+    view: &ServerView,
+) -> anyhow::Result<Result<Findings, ApiError>> {
     let mut findings = Findings {
         adopt: None,
         duplicates: Vec::new(),
+        open: Vec::new(),
         sent_unknown: false,
     };
     for attempt in attempts {
@@ -209,24 +264,41 @@ async fn look_up(app: &App, attempts: &[Attempt]) -> Result<Findings, ApiError> 
         if matches!(outcome, Some("unknown" | "chunked_pending")) {
             findings.sent_unknown = true;
         }
-        let found = match attempt.submission_id.as_deref() {
-            Some(id) => by_submission_id(app, attempt, id).await?,
-            None => by_key(app, &attempt.attempt_key)
-                .await?
-                .map(|analyses| (None, analyses)),
+        let found: Vec<FoundSubmission> = match attempt.submission_id.as_deref() {
+            Some(id) => match by_submission_id(app, attempt, id).await {
+                Ok(Some(found)) => vec![found],
+                Ok(None) => Vec::new(),
+                Err(e) => return Ok(Err(e)),
+            },
+            None => view.found(&attempt.attempt_key).to_vec(),
         };
-        let Some((submission_id, analyses)) = found else {
+        if found.is_empty() {
+            if lookup::needs_marker_lookup(attempt) && outcome != Some("not_found") {
+                let orphans = view.chunked_orphans(app, item, attempt);
+                if !orphans.is_empty() {
+                    if let Err(e) = lookup::delete_orphans(app, attempt, &orphans).await? {
+                        return Ok(Err(e));
+                    }
+                    continue;
+                }
+                let start = lookup::started(attempt).map_or(0, |t| t.timestamp_millis());
+                findings.open.push((attempt.attempt_key.clone(), start));
+            }
             continue;
-        };
-        if findings.adopt.is_none() {
-            findings.adopt = Some((attempt.attempt_key.clone(), submission_id, analyses));
-        } else if !analyses.is_empty() {
-            findings
-                .duplicates
-                .push((attempt.attempt_key.clone(), analyses));
+        }
+        for one in found {
+            if findings.adopt.is_none() {
+                findings.adopt =
+                    Some((attempt.attempt_key.clone(), one.submission_id, one.analyses));
+            } else {
+                findings.duplicates.push(Duplicate {
+                    key: attempt.attempt_key.clone(),
+                    found: one,
+                });
+            }
         }
     }
-    Ok(findings)
+    Ok(Ok(findings))
 }
 
 /// An attempt whose submission id is on record.
@@ -234,7 +306,7 @@ async fn by_submission_id(
     app: &App,
     attempt: &Attempt,
     id: &str,
-) -> Result<Option<(Option<String>, Vec<Analysis>)>, ApiError> {
+) -> Result<Option<FoundSubmission>, ApiError> {
     let submission = match app.client.submission_info(id).await {
         Ok(s) => s,
         Err(e) if e.kind() == Some(ApiErrorKind::InvalidParameter) => {
@@ -274,7 +346,10 @@ async fn by_submission_id(
         .await;
         return Ok(None);
     }
-    Ok(Some((Some(id.to_owned()), analyses)))
+    Ok(Some(FoundSubmission {
+        submission_id: Some(id.to_owned()),
+        analyses,
+    }))
 }
 
 /// Best-effort bookkeeping on an attempt row (what the server said); losing it only costs
@@ -283,61 +358,5 @@ async fn db_note(app: &App, key: &str, outcome: &str, detail: &str) {
     if let Err(e) = db::items::set_attempt_outcome(&app.db, key, outcome, None, Some(detail)).await
     {
         warn!(attempt = %key, error = %e, "could not record the attempt's outcome");
-    }
-}
-
-/// Searches for analyses whose comments carry exactly `jbxd:<key>`.
-pub(crate) async fn by_key(app: &App, key: &str) -> Result<Option<Vec<Analysis>>, ApiError> {
-    let marker = format!("jbxd:{key}");
-    let hits = app
-        .client
-        .analysis_search(&SearchQuery::Text(marker.clone()))
-        .await?;
-    let mut found = Vec::new();
-    for hit in hits {
-        let analysis = if hit.comments.is_some() {
-            hit
-        } else {
-            // A `{webid}` stub: the comments come with the full object.
-            app.client.analysis_info(&hit.webid).await?
-        };
-        if analysis
-            .comments
-            .as_deref()
-            .is_some_and(|c| carries_marker(c, &marker))
-        {
-            found.push(analysis);
-        }
-    }
-    Ok((!found.is_empty()).then_some(found))
-}
-
-/// Whether `comments` contains `marker` as a whole token (not as the prefix of a longer key).
-pub fn carries_marker(comments: &str, marker: &str) -> bool {
-    comments.match_indices(marker).any(|(i, m)| {
-        comments[i + m.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_exact_key_counts_as_a_hit() {
-        let m = "jbxd:abc-1";
-        assert!(carries_marker("jbxd:abc-1", m));
-        assert!(carries_marker("user text jbxd:abc-1", m));
-        assert!(carries_marker(
-            "jbxd:abc-1\nSample was extracted from a.zip",
-            m
-        ));
-        assert!(!carries_marker("jbxd:abc-10", m));
-        assert!(!carries_marker("jbxd:abc-1x", m));
-        assert!(!carries_marker("jbxd:abc-", m));
-        assert!(carries_marker("jbxd:abc-10 jbxd:abc-1", m));
     }
 }

@@ -178,6 +178,18 @@ pub struct RequestRecord {
     pub at_ms: u64,
 }
 
+/// A submission present on the simulated server (see [`Simulator::live_submissions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSubmission {
+    pub submission_id: String,
+    /// The file name (or URL) it was made with.
+    pub name: String,
+    /// Its `comments` parameter (jbxd's attempt marker).
+    pub comments: String,
+    /// How many analyses it has (0 for a chunked upload still waiting for its chunks).
+    pub analyses: usize,
+}
+
 /// State shared by every request handler.
 #[derive(Debug)]
 pub(crate) struct App {
@@ -332,6 +344,22 @@ impl Simulator {
     /// Ids of every submission created, in order (deleted ones included).
     pub fn accepted_submissions(&self) -> Vec<String> {
         self.app.store().accepted_submissions()
+    }
+
+    /// Every submission that exists now (deleted ones are gone), oldest first: what a test
+    /// counts to prove "at most one live submission per item".
+    pub fn live_submissions(&self) -> Vec<LiveSubmission> {
+        let store = self.app.store();
+        store
+            .submissions
+            .values()
+            .map(|s| LiveSubmission {
+                submission_id: s.id.to_string(),
+                name: s.name.clone(),
+                comments: s.options.comments.clone(),
+                analyses: s.webids.len(),
+            })
+            .collect()
     }
 
     /// Stop serving and wait (up to 5 s) for open connections to finish.

@@ -57,6 +57,7 @@ url_poll_ms = 50
 retry_base_secs = 0
 retry_cap_secs = 1
 reconcile_grace_secs = 0
+reconcile_window_secs = 2
 
 [poll]
 expected_analysis_secs = 0
