@@ -646,6 +646,154 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
     assert_samples_intact(app).await;
 }
 
+/// A directory on a file system that gives a freed inode number to the next new file (ext4
+/// does; tmpfs counts up and never repeats one): a folder of the test's temp dir when its file
+/// system behaves so, else a small ext4 image mounted for the test (root only, unmounted when
+/// dropped). `None`, with a printed "not applicable here", when neither is possible.
+struct RecyclingDir {
+    path: std::path::PathBuf,
+    mount: Option<std::path::PathBuf>,
+}
+
+impl RecyclingDir {
+    fn find(scratch: &Path) -> Option<Self> {
+        let path = scratch.join("recycling");
+        fs::create_dir(&path).unwrap();
+        if recycles_inodes(&path) {
+            return Some(Self { path, mount: None });
+        }
+        let image = scratch.join("ext4.img");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            std::process::Command::new(program)
+                .args(args)
+                .output()
+                .map(|out| out.status.success())
+                .unwrap_or(false)
+        };
+        let mounted = run(
+            "truncate",
+            &["-s".as_ref(), "16M".as_ref(), image.as_os_str()],
+        ) && run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        ) && run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                path.as_os_str(),
+            ],
+        );
+        if !mounted {
+            eprintln!(
+                "not applicable here: the temp dir does not recycle inode numbers and an ext4 \
+                 image cannot be mounted (needs root and loop devices)"
+            );
+            return None;
+        }
+        let dir = Self {
+            path: path.join("drop"),
+            mount: Some(path),
+        };
+        fs::create_dir(&dir.path).unwrap();
+        if !recycles_inodes(&dir.path) {
+            eprintln!("not applicable here: even ext4 did not recycle an inode number");
+            return None;
+        }
+        Some(dir)
+    }
+}
+
+impl Drop for RecyclingDir {
+    fn drop(&mut self) {
+        if let Some(mount) = &self.mount {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .status();
+        }
+    }
+}
+
+fn recycles_inodes(dir: &Path) -> bool {
+    let probe = dir.join(".probe");
+    let ino = |()| {
+        fs::write(&probe, b"probe").unwrap();
+        let ino = fs::metadata(&probe).unwrap().ino();
+        fs::remove_file(&probe).unwrap();
+        ino
+    };
+    let first = ino(());
+    (0..5).any(|_| ino(()) == first)
+}
+
+/// Writes `content` to `path` with the given mtime (as `cp -p` or `rsync -a` would leave it)
+/// and returns the file's inode number.
+fn write_with_mtime(path: &Path, content: &[u8], mtime: std::time::SystemTime) -> u64 {
+    let mut file = fs::File::create(path).unwrap();
+    file.write_all(content).unwrap();
+    file.set_modified(mtime).unwrap();
+    file.metadata().unwrap().ino()
+}
+
+#[tokio::test]
+async fn case_112_a_file_on_a_recycled_inode_is_recorded_not_removed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(recycling) = RecyclingDir::find(scratch.path()) else {
+        return;
+    };
+    let drop_dir = recycling.path.clone();
+    let env = env_with(|c| c.drop_dir = drop_dir).await;
+    let app = &env.app;
+    let mut state = ScanState::new();
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let (first, second) = (
+        &b"the first file: 32 bytes of data"[..],
+        &b"another file, same size and time"[..],
+    );
+    assert_eq!(first.len(), second.len());
+
+    let path = env.drop_dir().join("sample.bin");
+    let first_ino = write_with_mtime(&path, first, mtime);
+    scan_settled(app, &mut state).await;
+    assert!(!path.exists(), "the first file is recorded and removed");
+    assert_eq!(items(app).await.len(), 1);
+
+    // A different file with the same size and mtime, until it lands on the freed inode. The
+    // misses are kept under temp names (which the scanner skips) so the next try gets another.
+    let mut reused = false;
+    for attempt in 0..100 {
+        if write_with_mtime(&path, second, mtime) == first_ino {
+            reused = true;
+            break;
+        }
+        fs::rename(&path, env.drop_dir().join(format!(".miss-{attempt}"))).unwrap();
+    }
+    if !reused {
+        eprintln!("not applicable here: inode {first_ino} was not handed out again");
+        return;
+    }
+    scan_settled(app, &mut state).await;
+
+    let all = items(app).await;
+    assert_eq!(all.len(), 2, "the new file is its own item: {all:#?}");
+    let new = &all[1].0;
+    assert_eq!(new.sha256.as_deref(), Some(sha256_hex(second).as_str()));
+    assert_eq!(
+        new.state,
+        ItemState::Queued,
+        "not a duplicate: other content"
+    );
+    assert!(!path.exists(), "removed only once recorded");
+    assert_samples_intact(app).await;
+    let submitted = jbxd::testing::drive_until(app, Duration::from_secs(20), |items| {
+        items.iter().all(|i| i.submission_id.is_some())
+    })
+    .await;
+    assert_eq!(submitted.len(), 2);
+}
+
 #[tokio::test]
 async fn files_are_left_alone_while_local_writes_are_paused() {
     let env = env().await;

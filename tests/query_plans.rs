@@ -62,12 +62,13 @@ const HOT: &[(&str, &str, &str)] = &[
            FROM json_each(?) AS j",
     ),
     (
-        "db/items.rs find_by_source_identities",
+        "db/items.rs find_recorded_sources",
         include_str!("../src/db/items.rs"),
-        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+        "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
-          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3
+            AND i.sha256 = j.value ->> 4",
     ),
 ];
 

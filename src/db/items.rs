@@ -275,29 +275,47 @@ pub async fn insert_rejected_file(
 /// it when it was taken.
 pub type SourceIdentity = (i64, i64, i64, i64);
 
-/// The items recorded for dropped files with these identities (one query for a whole batch):
+/// A drop-folder file just copied into quarantine: its source identity and the sha256 of the
+/// copy.
+pub type StagedSource<'a> = (SourceIdentity, &'a str);
+
+/// Which of these freshly staged files are already recorded (one query for a whole batch):
 /// after a crash between recording a file and removing it from the drop folder, the rescan
-/// finds them here. Maps each identity found to its newest item.
-pub async fn find_by_source_identities(
+/// finds its item here. An item matches only if it has the file's source identity *and* its
+/// content (sha256): file systems recycle inode numbers, and `cp -p`, `rsync -a` and `tar x`
+/// preserve mtimes, so a different file can carry an earlier item's identity; it must become
+/// its own item, never be removed as "already recorded" (RELIABILITY.md case 112). Maps the
+/// index of each file found to its newest item.
+pub async fn find_recorded_sources(
     db: &Db,
-    identities: &[SourceIdentity],
-) -> Result<HashMap<SourceIdentity, i64>, DbError> {
-    if identities.is_empty() {
+    files: &[StagedSource<'_>],
+) -> Result<HashMap<usize, i64>, DbError> {
+    if files.is_empty() {
         return Ok(HashMap::new());
     }
-    let json = serde_json::to_string(identities).expect("integers serialise");
-    let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+    let rows: Vec<serde_json::Value> = files
+        .iter()
+        .map(|((dev, ino, size, mtime_ns), sha256)| {
+            serde_json::json!([dev, ino, size, mtime_ns, sha256])
+        })
+        .collect();
+    let json = serde_json::Value::Array(rows).to_string();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
-          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3
+            AND i.sha256 = j.value ->> 4",
     )
     .bind(json)
     .fetch_all(db.pool())
     .await?;
     let mut found = HashMap::new();
-    for (id, dev, ino, size, mtime_ns) in rows {
-        let newest = found.entry((dev, ino, size, mtime_ns)).or_insert(id);
+    for (index, id) in rows {
+        let Ok(index) = usize::try_from(index) else {
+            continue;
+        };
+        let newest = found.entry(index).or_insert(id);
         *newest = (*newest).max(id);
     }
     Ok(found)
