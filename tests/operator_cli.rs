@@ -753,6 +753,126 @@ async fn run_with_a_bad_configuration_exits_78_before_creating_anything() {
     assert!(!data_dir.exists());
 }
 
+/// Every entry of `dir` (recursively) with its bytes and mtime: what "untouched" compares.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            out.extend(snapshot(&path));
+        }
+        let bytes = if meta.is_file() {
+            std::fs::read(&path).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((path, bytes, meta.modified().unwrap()));
+    }
+    out.sort();
+    out
+}
+
+/// Runs the binary like [`jbxd`], killed after `limit` (a daemon that wrongly starts must not
+/// hang the test).
+async fn jbxd_within(limit: Duration, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = common::jbxd_command();
+    command.args(args).kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("jbxd {args:?} still running after {limit:?}"))
+        .expect("jbxd runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_113_a_drop_dir_reaching_into_data_dir_is_refused_by_config_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let data_dir = root.join("data");
+    std::fs::create_dir_all(data_dir.join("sub")).unwrap();
+    // What the daemon would submit and delete if it took data_dir for its drop folder.
+    for name in ["jbxd.db", "jbxd.db-wal", "jbxd.lock", "sub/kept"] {
+        std::fs::write(data_dir.join(name), format!("{name} must stay")).unwrap();
+    }
+    std::os::unix::fs::symlink(&data_dir, root.join("link")).unwrap();
+    std::fs::create_dir(root.join("other")).unwrap();
+    let before = snapshot(&data_dir);
+    let data = data_dir.to_str().unwrap();
+
+    // (what, data_dir, drop_dir, the key blamed, the resolved path the message must show)
+    let cases = [
+        (
+            "a symlink to data_dir with /.",
+            data_dir.clone(),
+            root.join("link/."),
+            "drop_dir",
+            format!("(resolved: `{data}`)"),
+        ),
+        (
+            "drop_dir inside data_dir",
+            data_dir.clone(),
+            data_dir.join("sub"),
+            "drop_dir",
+            format!("data_dir `{data}`"),
+        ),
+        (
+            "data_dir inside drop_dir (through the symlink)",
+            root.join("link/sub"),
+            root.clone(),
+            "data_dir",
+            format!("(resolved: `{data}/sub`)"),
+        ),
+        (
+            "the same directory via ..",
+            data_dir.clone(),
+            root.join("other/../data"),
+            "drop_dir",
+            format!("(resolved: `{data}`)"),
+        ),
+    ];
+    for (what, data_dir, drop_dir, key, resolved) in cases {
+        let config = write_config(
+            dir.path(),
+            &data_dir,
+            &drop_dir,
+            "[api]\nurl = \"http://127.0.0.1:9/\"\n",
+        );
+        let config = config.to_str().unwrap();
+        for args in [
+            &["--config", config, "config", "check"][..],
+            &["run", "--config", config][..],
+        ] {
+            let run = jbxd_within(
+                Duration::from_secs(20),
+                args,
+                &[("JBX_API_KEY", TEST_API_KEY)],
+            )
+            .await;
+            assert_eq!(run.code, 78, "{what}: {args:?}: {run:?}");
+            assert!(
+                run.stderr.contains(&format!("configuration key `{key}`")),
+                "{what}: {run:?}"
+            );
+            for named in ["drop_dir `", "data_dir `", resolved.as_str()] {
+                assert!(run.stderr.contains(named), "{what}: no {named}: {run:?}");
+            }
+        }
+    }
+    assert_eq!(
+        snapshot(&data_dir),
+        before,
+        "nothing in data_dir was touched"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_serves_the_drop_folder_until_sigterm_and_status_sees_the_result() {
     let sim = jbxd::testing::simulator(SimConfig::default()).await;
