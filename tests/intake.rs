@@ -998,7 +998,7 @@ async fn case_85_an_8000_byte_url_is_accepted_and_8001_bytes_are_rejected() {
         url_row(app, b).await,
         (
             "rejected".into(),
-            Some("URL longer than 8000 bytes".into()),
+            Some("URL too long (8001 bytes > 8000)".into()),
             None
         )
     );
@@ -1225,6 +1225,77 @@ async fn the_url_worker_takes_rows_in_batches_of_at_most_100() {
     tokio::time::timeout(Duration::from_secs(1), app.wake.submit.notified())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn case_117_oversize_url_queue_rows_are_rejected_unread_and_normal_rows_go_through() {
+    let env = env().await;
+    let app = &env.app;
+    const MB: usize = 1024 * 1024;
+    // Written by SQLite itself, as a producer would; the test never holds them either.
+    let huge = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("{sql} RETURNING id")))
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let mut normal = Vec::new();
+    normal.push(queue(app, "https://example.com/before").await);
+    let long_url = huge(&format!(
+        "INSERT INTO url_queue (url) VALUES ('https://example.com/' || hex(zeroblob({})))",
+        2 * MB
+    ))
+    .await;
+    let long_params = huge(&format!(
+        "INSERT INTO url_queue (url, params) \
+         VALUES ('https://example.com/p', '{{\"comments\": \"' || hex(zeroblob({})) || '\"}}')",
+        2 * MB
+    ))
+    .await;
+    let long_blob = huge(&format!(
+        "INSERT INTO url_queue (url) VALUES (zeroblob({}))",
+        4 * MB
+    ))
+    .await;
+    for i in 0..150 {
+        normal.push(queue(app, &format!("https://example.com/{i}")).await);
+    }
+
+    while urls::run_once(app).await.unwrap() != StepOutcome::Idle {}
+
+    let url_size = "https://example.com/".len() + 4 * MB;
+    assert_eq!(
+        url_row(app, long_url).await,
+        (
+            "rejected".into(),
+            Some(format!("URL too long ({url_size} bytes > 8000)")),
+            None
+        )
+    );
+    let params_size = r#"{"comments": ""}"#.len() + 4 * MB;
+    assert_eq!(
+        url_row(app, long_params).await,
+        (
+            "rejected".into(),
+            Some(format!("params too large ({params_size} bytes > 65536)")),
+            None
+        )
+    );
+    assert_eq!(
+        url_row(app, long_blob).await.1.as_deref(),
+        Some("url is not valid UTF-8 text (found blob)")
+    );
+    for id in normal {
+        assert_eq!(url_row(app, id).await.0, "queued", "row {id}");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM url_queue WHERE status = 'new'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "none lost");
 }
 
 #[tokio::test]
