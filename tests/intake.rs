@@ -1260,6 +1260,9 @@ async fn case_117_oversize_url_queue_rows_are_rejected_unread_and_normal_rows_go
         4 * MB
     ))
     .await;
+    // A BLOB in params used to fail every read of the queue, stalling it for good.
+    let blob_params =
+        huge("INSERT INTO url_queue (url, params) VALUES ('https://example.com/b', x'ff')").await;
     for i in 0..150 {
         normal.push(queue(app, &format!("https://example.com/{i}")).await);
     }
@@ -1287,6 +1290,10 @@ async fn case_117_oversize_url_queue_rows_are_rejected_unread_and_normal_rows_go
     assert_eq!(
         url_row(app, long_blob).await.1.as_deref(),
         Some("url is not valid UTF-8 text (found blob)")
+    );
+    assert_eq!(
+        url_row(app, blob_params).await.1.as_deref(),
+        Some("params is not valid UTF-8 text")
     );
     for id in normal {
         assert_eq!(url_row(app, id).await.0, "queued", "row {id}");
