@@ -627,6 +627,7 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
             dev: meta.dev() as i64,
             ino: meta.ino() as i64,
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             source: "drop",
             params: None,
             force: false,
@@ -737,6 +738,56 @@ fn write_with_mtime(path: &Path, content: &[u8], mtime: std::time::SystemTime) -
     file.metadata().unwrap().ino()
 }
 
+/// Writes `content` with `mtime` to `path` until the file lands on inode `ino`. The misses are
+/// kept under temp names (which the scanner skips) so that the next try gets another inode.
+/// `false`, with a printed "not applicable here", if the inode is not handed out again.
+fn write_on_inode(path: &Path, content: &[u8], mtime: std::time::SystemTime, ino: u64) -> bool {
+    for attempt in 0..100 {
+        if write_with_mtime(path, content, mtime) == ino {
+            return true;
+        }
+        let miss = path.with_file_name(format!(".miss-{attempt}"));
+        fs::rename(path, miss).unwrap();
+    }
+    eprintln!("not applicable here: inode {ino} was not handed out again");
+    false
+}
+
+#[tokio::test]
+async fn case_112_the_same_content_dropped_again_on_a_recycled_inode_is_a_new_drop() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(recycling) = RecyclingDir::find(scratch.path()) else {
+        return;
+    };
+    let drop_dir = recycling.path.clone();
+    // Without dedup every drop is submitted: a second drop must not vanish into the first.
+    let env = env_with(|c| {
+        c.drop_dir = drop_dir;
+        c.dedup.samples = false;
+    })
+    .await;
+    let app = &env.app;
+    let mut state = ScanState::new();
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let content = b"dropped twice, copied with cp -p";
+    let path = env.drop_dir().join("again.bin");
+    let first_ino = write_with_mtime(&path, content, mtime);
+    scan_settled(app, &mut state).await;
+    assert!(!path.exists());
+    if !write_on_inode(&path, content, mtime, first_ino) {
+        return;
+    }
+    scan_settled(app, &mut state).await;
+    let all = items(app).await;
+    assert_eq!(all.len(), 2, "the second drop is recorded: {all:#?}");
+    assert!(all.iter().all(|(i, _)| i.state == ItemState::Queued));
+    assert!(
+        all.iter()
+            .all(|(i, _)| i.sha256.as_deref() == Some(sha256_hex(content).as_str()))
+    );
+    assert!(!path.exists());
+}
+
 #[tokio::test]
 async fn case_112_a_file_on_a_recycled_inode_is_recorded_not_removed() {
     let scratch = tempfile::tempdir().unwrap();
@@ -760,18 +811,8 @@ async fn case_112_a_file_on_a_recycled_inode_is_recorded_not_removed() {
     assert!(!path.exists(), "the first file is recorded and removed");
     assert_eq!(items(app).await.len(), 1);
 
-    // A different file with the same size and mtime, until it lands on the freed inode. The
-    // misses are kept under temp names (which the scanner skips) so the next try gets another.
-    let mut reused = false;
-    for attempt in 0..100 {
-        if write_with_mtime(&path, second, mtime) == first_ino {
-            reused = true;
-            break;
-        }
-        fs::rename(&path, env.drop_dir().join(format!(".miss-{attempt}"))).unwrap();
-    }
-    if !reused {
-        eprintln!("not applicable here: inode {first_ino} was not handed out again");
+    // A different file with the same size and mtime, on the freed inode.
+    if !write_on_inode(&path, second, mtime, first_ino) {
         return;
     }
     scan_settled(app, &mut state).await;

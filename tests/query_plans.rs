@@ -83,7 +83,8 @@ const HOT: &[(&str, &str, &str)] = &[
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
           WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3
-            AND i.sha256 = j.value ->> 4",
+            AND i.sha256 = j.value ->> 4
+            AND ifnull(i.source_ctime_ns = j.value ->> 5, 1)",
     ),
 ];
 

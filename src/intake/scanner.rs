@@ -23,11 +23,13 @@
 //! Crash safety needs no "discovered" state: a crash before the insert leaves the source in
 //! place and it is staged again (content-addressed, so no second copy); a crash after the
 //! insert but before the unlink is recognised on the rescan: the source is copied and hashed
-//! like any file, and an item with its identity (dev, ino, size, mtime) *and* the copy's
-//! sha256 means it is already recorded, so the copy is dropped and the source removed.
-//! Identity alone never suffices: file systems recycle inode numbers and `cp -p`, `rsync -a`
-//! and `tar x` keep mtimes, so a new file can carry an old item's identity (RELIABILITY.md
-//! case 112). A source is unlinked only once an item naming its content is committed.
+//! like any file, and an item with its identity (dev, ino, size, mtime, ctime) *and* the
+//! copy's sha256 means it is already recorded, so the copy is dropped and the source removed.
+//! (dev, ino, size, mtime) alone never suffices: file systems recycle inode numbers and
+//! `cp -p`, `rsync -a` and `tar x` keep mtimes, so a new file can carry an old item's
+//! identity; its content decides, and its ctime (which no copy tool sets) tells the same
+//! content dropped again from a source still waiting to be removed (RELIABILITY.md case 112).
+//! A source is unlinked only once an item naming its content is committed.
 //!
 //! A rejected entry is recorded (`rejected`, with its reason and exact name bytes) and renamed
 //! into `<drop_dir>/rejected/<unix-ms>-<name>`: never retried, never silently deleted.
@@ -104,6 +106,7 @@ impl Stamp {
             self.ino as i64,
             self.size as i64,
             self.mtime_ns,
+            self.ctime_ns,
         )
     }
 
@@ -643,6 +646,7 @@ async fn take_batch(
                 dev: before.dev as i64,
                 ino: before.ino as i64,
                 mtime_ns: before.mtime_ns,
+                ctime_ns: before.ctime_ns,
                 source: "drop",
                 params: None,
                 force: false,
@@ -662,8 +666,8 @@ async fn take_batch(
 
 /// Drops the files of `batch` that are already recorded — recorded before a crash that came
 /// between the insert and the unlink — and removes their sources; returns the rest. One query
-/// for the batch, by source identity and content together (see the module docs): a file on a
-/// recycled inode with an earlier item's size and mtime but other content stays in the batch
+/// for the batch, by source identity (ctime included) and content together (see the module
+/// docs): a file on a recycled inode with an earlier item's size and mtime stays in the batch
 /// and becomes its own item.
 async fn skip_recorded(app: &App, batch: Vec<Taken>) -> anyhow::Result<Vec<Taken>> {
     let staged: Vec<_> = batch
