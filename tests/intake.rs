@@ -627,6 +627,7 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
             dev: meta.dev() as i64,
             ino: meta.ino() as i64,
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             source: "drop",
             params: None,
             force: false,
@@ -644,6 +645,194 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
     assert_eq!(all.len(), 1, "no second item");
     assert_eq!(all[0].0.state, ItemState::Queued);
     assert_samples_intact(app).await;
+}
+
+/// A directory on a file system that gives a freed inode number to the next new file (ext4
+/// does; tmpfs counts up and never repeats one): a folder of the test's temp dir when its file
+/// system behaves so, else a small ext4 image mounted for the test (root only, unmounted when
+/// dropped). `None`, with a printed "not applicable here", when neither is possible.
+struct RecyclingDir {
+    path: std::path::PathBuf,
+    mount: Option<std::path::PathBuf>,
+}
+
+impl RecyclingDir {
+    fn find(scratch: &Path) -> Option<Self> {
+        let path = scratch.join("recycling");
+        fs::create_dir(&path).unwrap();
+        if recycles_inodes(&path) {
+            return Some(Self { path, mount: None });
+        }
+        let image = scratch.join("ext4.img");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            std::process::Command::new(program)
+                .args(args)
+                .output()
+                .map(|out| out.status.success())
+                .unwrap_or(false)
+        };
+        let mounted = run(
+            "truncate",
+            &["-s".as_ref(), "16M".as_ref(), image.as_os_str()],
+        ) && run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        ) && run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                path.as_os_str(),
+            ],
+        );
+        if !mounted {
+            eprintln!(
+                "not applicable here: the temp dir does not recycle inode numbers and an ext4 \
+                 image cannot be mounted (needs root and loop devices)"
+            );
+            return None;
+        }
+        let dir = Self {
+            path: path.join("drop"),
+            mount: Some(path),
+        };
+        fs::create_dir(&dir.path).unwrap();
+        if !recycles_inodes(&dir.path) {
+            eprintln!("not applicable here: even ext4 did not recycle an inode number");
+            return None;
+        }
+        Some(dir)
+    }
+}
+
+impl Drop for RecyclingDir {
+    fn drop(&mut self) {
+        if let Some(mount) = &self.mount {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .status();
+        }
+    }
+}
+
+fn recycles_inodes(dir: &Path) -> bool {
+    let probe = dir.join(".probe");
+    let ino = |()| {
+        fs::write(&probe, b"probe").unwrap();
+        let ino = fs::metadata(&probe).unwrap().ino();
+        fs::remove_file(&probe).unwrap();
+        ino
+    };
+    let first = ino(());
+    (0..5).any(|_| ino(()) == first)
+}
+
+/// Writes `content` to `path` with the given mtime (as `cp -p` or `rsync -a` would leave it)
+/// and returns the file's inode number.
+fn write_with_mtime(path: &Path, content: &[u8], mtime: std::time::SystemTime) -> u64 {
+    let mut file = fs::File::create(path).unwrap();
+    file.write_all(content).unwrap();
+    file.set_modified(mtime).unwrap();
+    file.metadata().unwrap().ino()
+}
+
+/// Writes `content` with `mtime` to `path` until the file lands on inode `ino`. The misses are
+/// kept under temp names (which the scanner skips) so that the next try gets another inode.
+/// `false`, with a printed "not applicable here", if the inode is not handed out again.
+fn write_on_inode(path: &Path, content: &[u8], mtime: std::time::SystemTime, ino: u64) -> bool {
+    for attempt in 0..100 {
+        if write_with_mtime(path, content, mtime) == ino {
+            return true;
+        }
+        let miss = path.with_file_name(format!(".miss-{attempt}"));
+        fs::rename(path, miss).unwrap();
+    }
+    eprintln!("not applicable here: inode {ino} was not handed out again");
+    false
+}
+
+#[tokio::test]
+async fn case_112_the_same_content_dropped_again_on_a_recycled_inode_is_a_new_drop() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(recycling) = RecyclingDir::find(scratch.path()) else {
+        return;
+    };
+    let drop_dir = recycling.path.clone();
+    // Without dedup every drop is submitted: a second drop must not vanish into the first.
+    let env = env_with(|c| {
+        c.drop_dir = drop_dir;
+        c.dedup.samples = false;
+    })
+    .await;
+    let app = &env.app;
+    let mut state = ScanState::new();
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let content = b"dropped twice, copied with cp -p";
+    let path = env.drop_dir().join("again.bin");
+    let first_ino = write_with_mtime(&path, content, mtime);
+    scan_settled(app, &mut state).await;
+    assert!(!path.exists());
+    if !write_on_inode(&path, content, mtime, first_ino) {
+        return;
+    }
+    scan_settled(app, &mut state).await;
+    let all = items(app).await;
+    assert_eq!(all.len(), 2, "the second drop is recorded: {all:#?}");
+    assert!(all.iter().all(|(i, _)| i.state == ItemState::Queued));
+    assert!(
+        all.iter()
+            .all(|(i, _)| i.sha256.as_deref() == Some(sha256_hex(content).as_str()))
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn case_112_a_file_on_a_recycled_inode_is_recorded_not_removed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(recycling) = RecyclingDir::find(scratch.path()) else {
+        return;
+    };
+    let drop_dir = recycling.path.clone();
+    let env = env_with(|c| c.drop_dir = drop_dir).await;
+    let app = &env.app;
+    let mut state = ScanState::new();
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let (first, second) = (
+        &b"the first file: 32 bytes of data"[..],
+        &b"another file, same size and time"[..],
+    );
+    assert_eq!(first.len(), second.len());
+
+    let path = env.drop_dir().join("sample.bin");
+    let first_ino = write_with_mtime(&path, first, mtime);
+    scan_settled(app, &mut state).await;
+    assert!(!path.exists(), "the first file is recorded and removed");
+    assert_eq!(items(app).await.len(), 1);
+
+    // A different file with the same size and mtime, on the freed inode.
+    if !write_on_inode(&path, second, mtime, first_ino) {
+        return;
+    }
+    scan_settled(app, &mut state).await;
+
+    let all = items(app).await;
+    assert_eq!(all.len(), 2, "the new file is its own item: {all:#?}");
+    let new = &all[1].0;
+    assert_eq!(new.sha256.as_deref(), Some(sha256_hex(second).as_str()));
+    assert_eq!(
+        new.state,
+        ItemState::Queued,
+        "not a duplicate: other content"
+    );
+    assert!(!path.exists(), "removed only once recorded");
+    assert_samples_intact(app).await;
+    let submitted = jbxd::testing::drive_until(app, Duration::from_secs(20), |items| {
+        items.iter().all(|i| i.submission_id.is_some())
+    })
+    .await;
+    assert_eq!(submitted.len(), 2);
 }
 
 #[tokio::test]
@@ -850,7 +1039,7 @@ async fn case_85_an_8000_byte_url_is_accepted_and_8001_bytes_are_rejected() {
         url_row(app, b).await,
         (
             "rejected".into(),
-            Some("URL longer than 8000 bytes".into()),
+            Some("URL too long (8001 bytes > 8000)".into()),
             None
         )
     );
@@ -1077,6 +1266,84 @@ async fn the_url_worker_takes_rows_in_batches_of_at_most_100() {
     tokio::time::timeout(Duration::from_secs(1), app.wake.submit.notified())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn case_117_oversize_url_queue_rows_are_rejected_unread_and_normal_rows_go_through() {
+    let env = env().await;
+    let app = &env.app;
+    const MB: usize = 1024 * 1024;
+    // Written by SQLite itself, as a producer would; the test never holds them either.
+    let huge = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("{sql} RETURNING id")))
+                .fetch_one(app.db.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let mut normal = Vec::new();
+    normal.push(queue(app, "https://example.com/before").await);
+    let long_url = huge(&format!(
+        "INSERT INTO url_queue (url) VALUES ('https://example.com/' || hex(zeroblob({})))",
+        2 * MB
+    ))
+    .await;
+    let long_params = huge(&format!(
+        "INSERT INTO url_queue (url, params) \
+         VALUES ('https://example.com/p', '{{\"comments\": \"' || hex(zeroblob({})) || '\"}}')",
+        2 * MB
+    ))
+    .await;
+    let long_blob = huge(&format!(
+        "INSERT INTO url_queue (url) VALUES (zeroblob({}))",
+        4 * MB
+    ))
+    .await;
+    // A BLOB in params used to fail every read of the queue, stalling it for good.
+    let blob_params =
+        huge("INSERT INTO url_queue (url, params) VALUES ('https://example.com/b', x'ff')").await;
+    for i in 0..150 {
+        normal.push(queue(app, &format!("https://example.com/{i}")).await);
+    }
+
+    while urls::run_once(app).await.unwrap() != StepOutcome::Idle {}
+
+    let url_size = "https://example.com/".len() + 4 * MB;
+    assert_eq!(
+        url_row(app, long_url).await,
+        (
+            "rejected".into(),
+            Some(format!("URL too long ({url_size} bytes > 8000)")),
+            None
+        )
+    );
+    let params_size = r#"{"comments": ""}"#.len() + 4 * MB;
+    assert_eq!(
+        url_row(app, long_params).await,
+        (
+            "rejected".into(),
+            Some(format!("params too large ({params_size} bytes > 65536)")),
+            None
+        )
+    );
+    assert_eq!(
+        url_row(app, long_blob).await.1.as_deref(),
+        Some("url is not valid UTF-8 text (found blob)")
+    );
+    assert_eq!(
+        url_row(app, blob_params).await.1.as_deref(),
+        Some("params is not valid UTF-8 text")
+    );
+    for id in normal {
+        assert_eq!(url_row(app, id).await.0, "queued", "row {id}");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM url_queue WHERE status = 'new'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "none lost");
 }
 
 #[tokio::test]

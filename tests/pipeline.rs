@@ -43,6 +43,7 @@ async fn add_file(app: &App, name: &str, content: &[u8]) -> i64 {
         dev: 0,
         ino: 0,
         mtime_ns: 0,
+        ctime_ns: 0,
         source: "drop",
         params: None,
         force: false,

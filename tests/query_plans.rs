@@ -14,8 +14,23 @@ const HOT: &[(&str, &str, &str)] = &[
     (
         "db/url_queue.rs fetch_new",
         include_str!("../src/db/url_queue.rs"),
-        "SELECT id, typeof(url) AS url_type, CAST(url AS BLOB) AS url_bytes, params
-           FROM url_queue WHERE status = 'new' ORDER BY id LIMIT ?",
+        "WITH head AS (
+              SELECT id, typeof(url) AS url_type, octet_length(url) AS url_len,
+                     octet_length(params) AS params_len
+                FROM url_queue WHERE status = 'new' ORDER BY id LIMIT ?1),
+              sized AS (
+              SELECT id, url_type, url_len, params_len,
+                     url_type = 'text' AND url_len <= ?2 AS read_url,
+                     ifnull(params_len <= ?3, 0) AS read_params,
+                     sum(ifnull(url_len, 0) + ifnull(params_len, 0)) OVER (ORDER BY id) AS running,
+                     count(*) OVER () AS head_rows
+                FROM head)
+         SELECT b.id, b.url_type, b.url_len, b.params_len, b.head_rows,
+                iif(b.read_url, CAST(q.url AS BLOB), NULL) AS url_bytes,
+                iif(b.read_params, CAST(q.params AS BLOB), NULL) AS params_bytes
+           FROM sized AS b JOIN url_queue AS q ON q.id = b.id
+          WHERE b.running <= ?4 OR b.id = (SELECT min(id) FROM head)
+          ORDER BY b.id",
     ),
     (
         "db/items.rs claim_for_submit",
@@ -62,12 +77,14 @@ const HOT: &[(&str, &str, &str)] = &[
            FROM json_each(?) AS j",
     ),
     (
-        "db/items.rs find_by_source_identities",
+        "db/items.rs find_recorded_sources",
         include_str!("../src/db/items.rs"),
-        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+        "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
-          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3
+            AND i.sha256 = j.value ->> 4
+            AND ifnull(i.source_ctime_ns = j.value ->> 5, 1)",
     ),
 ];
 

@@ -570,28 +570,8 @@ fn validate(c: &Config) -> Result<(), (&'static str, String)> {
 
     absolute("data_dir", &c.data_dir)?;
     absolute("drop_dir", &c.drop_dir)?;
-    let data = normalize(&c.data_dir);
-    let drop = normalize(&c.drop_dir);
-    if drop.starts_with(&data) {
-        return Err((
-            "drop_dir",
-            format!(
-                "`{}` must not be inside data_dir `{}`",
-                c.drop_dir.display(),
-                c.data_dir.display()
-            ),
-        ));
-    }
-    if data.starts_with(&drop) {
-        return Err((
-            "data_dir",
-            format!(
-                "`{}` must not be inside drop_dir `{}` (the scanner would submit the database)",
-                c.data_dir.display(),
-                c.drop_dir.display()
-            ),
-        ));
-    }
+    // By where they really are, not how they are written (RELIABILITY.md case 113).
+    super::paths::check_separate(&c.data_dir, &c.drop_dir)?;
 
     api::api_base(&c.api.url).map_err(|e| ("api.url", e.to_string()))?;
     if let Some(path) = &c.api.key_file {
@@ -721,21 +701,6 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
     tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
         .map(|_| ())
         .map_err(|_| format!("`{expr}` is not a valid cron expression"))
-}
-
-/// Lexically normalised absolute path (`..` and `.` removed) for containment checks.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 // ---- the API key ----------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 //! README and shipped with every default in `config/jbxd.toml`).
 //!
 //! Loading (defaults < TOML file < `JBXD_*` environment < flags) and validation live in
-//! `load.rs`; this file is the schema. Durations carry their unit in the key name.
+//! `load.rs` (`paths.rs`: `drop_dir` and `data_dir` compared by where they really are); this
+//! file is the schema. Durations carry their unit in the key name.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 mod load;
+mod paths;
 
 pub use load::{
     CREDENTIAL_NAME, ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, KeySource, LoadOptions, Loaded,

@@ -121,6 +121,8 @@ pub struct NewFile {
     pub dev: i64,
     pub ino: i64,
     pub mtime_ns: i64,
+    /// The source's ctime, part of its identity (RELIABILITY.md case 112).
+    pub ctime_ns: i64,
     pub source: &'static str,
     pub params: Option<String>,
     pub force: bool,
@@ -220,6 +222,7 @@ pub async fn insert_files(
             "dev": f.dev,
             "ino": f.ino,
             "mtime_ns": f.mtime_ns,
+            "ctime_ns": f.ctime_ns,
             "params": f.params,
             "force": i64::from(f.force),
             "state": state.as_str(),
@@ -231,12 +234,12 @@ pub async fn insert_files(
     let json = serde_json::Value::Array(rows).to_string();
     sqlx::query(
         "INSERT INTO items (id, kind, source, item_key, name, raw_name, sha256, md5, sha1, size,
-                            sample_path, source_dev, source_ino, source_mtime_ns, params,
-                            force, state, duplicate_of, finished_at)
+                            sample_path, source_dev, source_ino, source_mtime_ns,
+                            source_ctime_ns, params, force, state, duplicate_of, finished_at)
          SELECT r ->> 'id', 'file', r ->> 'source', r ->> 'item_key', r ->> 'name',
                 unhex(r ->> 'raw_name'), r ->> 'sha256', r ->> 'md5', r ->> 'sha1',
                 r ->> 'size', r ->> 'sample_path', r ->> 'dev', r ->> 'ino', r ->> 'mtime_ns',
-                r ->> 'params', r ->> 'force', r ->> 'state', r ->> 'duplicate_of',
+                r ->> 'ctime_ns', r ->> 'params', r ->> 'force', r ->> 'state', r ->> 'duplicate_of',
                 r ->> 'finished_at'
            FROM (SELECT value AS r FROM json_each(?))",
     )
@@ -271,33 +274,55 @@ pub async fn insert_rejected_file(
     .await?)
 }
 
-/// Where a dropped file came from: `(dev, ino, size, mtime_ns)` of the source as `fstat` saw
-/// it when it was taken.
-pub type SourceIdentity = (i64, i64, i64, i64);
+/// Where a dropped file came from: `(dev, ino, size, mtime_ns, ctime_ns)` of the source as
+/// `fstat` saw it when it was taken.
+pub type SourceIdentity = (i64, i64, i64, i64, i64);
 
-/// The items recorded for dropped files with these identities (one query for a whole batch):
+/// A drop-folder file just copied into quarantine: its source identity and the sha256 of the
+/// copy.
+pub type StagedSource<'a> = (SourceIdentity, &'a str);
+
+/// Which of these freshly staged files are already recorded (one query for a whole batch):
 /// after a crash between recording a file and removing it from the drop folder, the rescan
-/// finds them here. Maps each identity found to its newest item.
-pub async fn find_by_source_identities(
+/// finds its item here. File systems recycle inode numbers, and `cp -p`, `rsync -a` and
+/// `tar x` preserve mtimes, so a different file can carry an earlier item's
+/// `(dev, ino, size, mtime)`; it must become its own item, never be removed as "already
+/// recorded" (RELIABILITY.md case 112). So an item matches only with the file's content
+/// (sha256) too, and with its ctime, which copy tools cannot set: a new file on a recycled
+/// inode has a new one, even with the same content, while a source left behind by a crash
+/// keeps the ctime it was taken with (items recorded before `source_ctime_ns` existed have
+/// NULL there and match without it). Maps the index of each file found to its newest item.
+pub async fn find_recorded_sources(
     db: &Db,
-    identities: &[SourceIdentity],
-) -> Result<HashMap<SourceIdentity, i64>, DbError> {
-    if identities.is_empty() {
+    files: &[StagedSource<'_>],
+) -> Result<HashMap<usize, i64>, DbError> {
+    if files.is_empty() {
         return Ok(HashMap::new());
     }
-    let json = serde_json::to_string(identities).expect("integers serialise");
-    let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT i.id, i.source_dev, i.source_ino, i.size, i.source_mtime_ns
+    let rows: Vec<serde_json::Value> = files
+        .iter()
+        .map(|((dev, ino, size, mtime_ns, ctime_ns), sha256)| {
+            serde_json::json!([dev, ino, size, mtime_ns, sha256, ctime_ns])
+        })
+        .collect();
+    let json = serde_json::Value::Array(rows).to_string();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1
-          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3",
+          WHERE i.size = j.value ->> 2 AND i.source_mtime_ns = j.value ->> 3
+            AND i.sha256 = j.value ->> 4
+            AND ifnull(i.source_ctime_ns = j.value ->> 5, 1)",
     )
     .bind(json)
     .fetch_all(db.pool())
     .await?;
     let mut found = HashMap::new();
-    for (id, dev, ino, size, mtime_ns) in rows {
-        let newest = found.entry((dev, ino, size, mtime_ns)).or_insert(id);
+    for (index, id) in rows {
+        let Ok(index) = usize::try_from(index) else {
+            continue;
+        };
+        let newest = found.entry(index).or_insert(id);
         *newest = (*newest).max(id);
     }
     Ok(found)

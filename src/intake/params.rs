@@ -10,6 +10,12 @@ use serde_json::{Map, Value};
 
 use crate::api::SubmissionParams;
 
+/// The largest `params` text accepted, in bytes. Real parameter objects are a few hundred
+/// bytes; the limit keeps a producer's mistake (a file pasted into the column) from being read
+/// into memory: `db::url_queue::fetch_new` leaves a larger value unread and the row is rejected
+/// with [`ParamsError::TooLarge`] (RELIABILITY.md case 117).
+pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
+
 /// A bad `params` value. `Display` is the rejection reason: it names the parameter but never
 /// quotes a value (a value could be a password, e.g. `archive-password`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +24,11 @@ pub enum ParamsError {
     NotJson(String),
     #[error("params is not a JSON object")]
     NotObject,
+    #[error("params too large ({size} bytes > {max})")]
+    TooLarge { size: u64, max: usize },
+    /// The column held bytes that are not UTF-8 text (e.g. a BLOB).
+    #[error("params is not valid UTF-8 text")]
+    NotUtf8,
     #[error("params: parameter `{name}` {problem}")]
     BadParameter { name: String, problem: String },
 }
@@ -53,6 +64,12 @@ pub fn parse(text: Option<&str>) -> Result<ItemParams, ParamsError> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(ItemParams::default());
     };
+    if text.len() > MAX_PARAMS_BYTES {
+        return Err(ParamsError::TooLarge {
+            size: text.len() as u64,
+            max: MAX_PARAMS_BYTES,
+        });
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         // serde_json's messages name a position and a category, never the input text.
         ParamsError::NotJson(e.to_string())
@@ -183,6 +200,8 @@ mod tests {
             r(r#"{"a\nb": {}}"#),
             "params: parameter `a\\nb` cannot be an object"
         );
+        let huge = format!(r#"{{"comments": "{}"}}"#, "x".repeat(MAX_PARAMS_BYTES));
+        assert_eq!(r(&huge), "params too large (65552 bytes > 65536)");
         // A secret value is never quoted.
         assert!(!r(r#"{"system-date": "hunter2"}"#).contains("hunter2"));
     }

@@ -22,8 +22,14 @@
 //!
 //! Crash safety needs no "discovered" state: a crash before the insert leaves the source in
 //! place and it is staged again (content-addressed, so no second copy); a crash after the
-//! insert but before the unlink is recognised on the rescan by the source's identity
-//! (dev, ino, size, mtime) and the source is just removed.
+//! insert but before the unlink is recognised on the rescan: the source is copied and hashed
+//! like any file, and an item with its identity (dev, ino, size, mtime, ctime) *and* the
+//! copy's sha256 means it is already recorded, so the copy is dropped and the source removed.
+//! (dev, ino, size, mtime) alone never suffices: file systems recycle inode numbers and
+//! `cp -p`, `rsync -a` and `tar x` keep mtimes, so a new file can carry an old item's
+//! identity; its content decides, and its ctime (which no copy tool sets) tells the same
+//! content dropped again from a source still waiting to be removed (RELIABILITY.md case 112).
+//! A source is unlinked only once an item naming its content is committed.
 //!
 //! A rejected entry is recorded (`rejected`, with its reason and exact name bytes) and renamed
 //! into `<drop_dir>/rejected/<unix-ms>-<name>`: never retried, never silently deleted.
@@ -100,6 +106,7 @@ impl Stamp {
             self.ino as i64,
             self.size as i64,
             self.mtime_ns,
+            self.ctime_ns,
         )
     }
 
@@ -542,9 +549,10 @@ struct TakenBatch {
     finished: usize,
 }
 
-/// Takes a batch of settled files: opens them all (one blocking task), checks each, skips
-/// those already recorded (one query) and copies the rest into quarantine while hashing (one
-/// blocking task). The caller publishes, records and unlinks them ([`Flusher`], [`record`]).
+/// Takes a batch of settled files: opens them all (one blocking task), checks each, copies
+/// them into quarantine while hashing (one blocking task), then skips those already recorded
+/// (one query, [`skip_recorded`]). The caller publishes, records and unlinks the rest
+/// ([`Flusher`], [`record`]).
 async fn take_batch(
     app: &App,
     state: &mut ScanState,
@@ -572,31 +580,6 @@ async fn take_batch(
             Checked::Ready(opened) => ready.push(opened),
         }
     }
-
-    // Recorded before a crash that came between the insert and the unlink: just remove them.
-    let identities: Vec<_> = ready.iter().map(|o| o.before.identity()).collect();
-    let known = db::items::find_by_source_identities(&app.db, &identities).await?;
-    let mut leftovers = Vec::new();
-    ready.retain(|o| match known.get(&o.before.identity()) {
-        Some(item) => {
-            let shown = escape_name(o.name.as_bytes());
-            tracing::info!(item_id = item, name = %shown, "already recorded; removing it from the drop folder");
-            leftovers.push(Source {
-                path: o.path.clone(),
-                stamp: o.before,
-                shown,
-            });
-            false
-        }
-        None => true,
-    });
-    for source in &leftovers {
-        state
-            .candidates
-            .remove(source.path.file_name().unwrap_or_default());
-    }
-    worked += leftovers.len();
-    remove_sources(leftovers).await?;
 
     let copies = {
         let store = app.store.clone();
@@ -663,6 +646,7 @@ async fn take_batch(
                 dev: before.dev as i64,
                 ino: before.ino as i64,
                 mtime_ns: before.mtime_ns,
+                ctime_ns: before.ctime_ns,
                 source: "drop",
                 params: None,
                 force: false,
@@ -673,10 +657,45 @@ async fn take_batch(
         });
     }
     worked += batch.len();
+    let batch = skip_recorded(app, batch).await?;
     Ok(TakenBatch {
         taken: batch,
         finished: worked,
     })
+}
+
+/// Drops the files of `batch` that are already recorded — recorded before a crash that came
+/// between the insert and the unlink — and removes their sources; returns the rest. One query
+/// for the batch, by source identity (ctime included) and content together (see the module
+/// docs): a file on a recycled inode with an earlier item's size and mtime stays in the batch
+/// and becomes its own item.
+async fn skip_recorded(app: &App, batch: Vec<Taken>) -> anyhow::Result<Vec<Taken>> {
+    let staged: Vec<_> = batch
+        .iter()
+        .map(|t| (t.stamp.identity(), t.file.sha256.as_str()))
+        .collect();
+    let known = db::items::find_recorded_sources(&app.db, &staged).await?;
+    if known.is_empty() {
+        return Ok(batch);
+    }
+    let mut rest = Vec::with_capacity(batch.len());
+    let mut leftovers = Vec::new();
+    for (index, taken) in batch.into_iter().enumerate() {
+        let Some(item) = known.get(&index) else {
+            rest.push(taken);
+            continue;
+        };
+        tracing::info!(item_id = item, name = %taken.file.name, sha256 = %taken.file.sha256,
+            "already recorded (same source and content); removing it from the drop folder");
+        // Dropping `taken.temp` deletes the unpublished copy: the item's sample is stored.
+        leftovers.push(Source {
+            path: taken.path,
+            stamp: taken.stamp,
+            shown: taken.file.name,
+        });
+    }
+    remove_sources(leftovers).await?;
+    Ok(rest)
 }
 
 /// What checking an opened file came to.

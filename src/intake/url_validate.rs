@@ -18,8 +18,10 @@ pub enum UrlRejection {
     /// TEXT that is not valid UTF-8.
     #[error("url is not valid UTF-8 text")]
     NotUtf8,
-    #[error("URL longer than {max} bytes")]
-    TooLong { max: usize },
+    /// Also decided in SQL before the row is read (`db::url_queue::fetch_new`): an oversize
+    /// value is never loaded (RELIABILITY.md case 117).
+    #[error("URL too long ({size} bytes > {max})")]
+    TooLong { size: u64, max: usize },
     /// Normalisation (punycode, percent-escapes) pushed it over the limit.
     #[error("URL longer than {max} bytes after normalisation")]
     TooLongNormalised { max: usize },
@@ -51,6 +53,10 @@ pub fn validate_value(
     match value {
         Ok(text) => validate(text, max_len),
         Err(UrlValueError::NotUtf8) => Err(UrlRejection::NotUtf8),
+        Err(UrlValueError::TooLong { size }) => Err(UrlRejection::TooLong {
+            size: *size,
+            max: max_len,
+        }),
         Err(UrlValueError::NotText(found)) => Err(UrlRejection::NotText {
             found: found.clone(),
         }),
@@ -80,7 +86,10 @@ pub fn validate_with(
     schemes: Schemes,
 ) -> Result<String, UrlRejection> {
     if input.len() > max_len {
-        return Err(UrlRejection::TooLong { max: max_len });
+        return Err(UrlRejection::TooLong {
+            size: input.len() as u64,
+            max: max_len,
+        });
     }
     // Spaces of any kind included: a URL with a raw space was mangled on its way here, and
     // control characters could split log lines or headers.
@@ -229,7 +238,7 @@ mod tests {
         assert_eq!(exact.len(), MAX);
         assert_eq!(validate(&exact, MAX).unwrap(), exact);
         let over = format!("{exact}a");
-        assert_eq!(reason(&over), "URL longer than 8000 bytes");
+        assert_eq!(reason(&over), "URL too long (8001 bytes > 8000)");
         // Percent-encoding can push an accepted length over the limit.
         let grows = format!("{prefix}{}", "\"".repeat(MAX - prefix.len()));
         assert_eq!(grows.len(), MAX);

@@ -1,7 +1,9 @@
 //! The URL-queue worker: turns producers' `url_queue` rows (`status = 'new'`) into items or
 //! rejects them with a reason.
 //!
-//! Each batch (≤ 100 rows) is read, validated in memory, and decided in one write transaction
+//! Each batch (≤ 100 rows and ≤ [`BATCH_BYTES`]; values over their bounds are left unread and
+//! the row rejected with its size, RELIABILITY.md case 117) is read, validated in memory, and
+//! decided in one write transaction
 //! (`db::url_queue::apply`), which re-checks that every row is still `new`: a row the producer
 //! changed in between is skipped, never taken twice. Validation is pure, so no transaction is
 //! held across anything but SQL.
@@ -27,6 +29,23 @@ use crate::db::url_queue::{self, Applied, UrlDecision};
 
 /// Rows read and decided per transaction.
 pub const BATCH: i64 = 100;
+
+/// Bytes of `url` and `params` per batch (RELIABILITY.md case 117), counted whether read or
+/// not (deciding a row rewrites it): a hundred ordinary rows are a few kilobytes; large rows
+/// make a batch end sooner, and a row larger than this comes alone.
+pub const BATCH_BYTES: u64 = 1024 * 1024;
+
+/// What one pass may read: [`BATCH`] rows, [`BATCH_BYTES`], URLs up to
+/// `intake.max_url_length` and params up to [`params::MAX_PARAMS_BYTES`]. Anything larger is
+/// left unread in the database and rejected with its size and the limit.
+pub fn read_bounds(max_url_length: usize) -> url_queue::ReadBounds {
+    url_queue::ReadBounds {
+        rows: BATCH,
+        url_bytes: max_url_length as u64,
+        params_bytes: params::MAX_PARAMS_BYTES as u64,
+        batch_bytes: BATCH_BYTES,
+    }
+}
 
 const WORKER: &str = "urls";
 
@@ -62,13 +81,13 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
     loop {
         app.heartbeats.beat(WORKER);
         let polled = Instant::now();
-        let delay = match run_once(&app).await {
-            Ok(StepOutcome::Worked(n)) if n as i64 >= BATCH => {
+        let delay = match pass(&app).await {
+            Ok((_, true)) => {
                 backoff = Duration::ZERO;
-                // A full batch: more rows are probably waiting.
+                // A full batch (by rows or by bytes): more rows are probably waiting.
                 Duration::ZERO
             }
-            Ok(_) => {
+            Ok((_, false)) => {
                 backoff = Duration::ZERO;
                 if !watch.is_alive() {
                     interval
@@ -208,17 +227,23 @@ fn is_wal_write(event: &Event, wal_name: &OsStr) -> bool {
         && event.paths.iter().any(|p| p.file_name() == Some(wal_name))
 }
 
-/// One pass: reads up to [`BATCH`] new rows, decides each, applies the decisions in one
-/// transaction and wakes the submit worker when something was queued.
+/// One pass: reads a batch of new rows within [`read_bounds`], decides each, applies the
+/// decisions in one transaction and wakes the submit worker when something was queued.
 pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
-    let rows = url_queue::fetch_new(&app.db, BATCH).await?;
-    if rows.is_empty() {
-        return Ok(StepOutcome::Idle);
-    }
+    Ok(pass(app).await?.0)
+}
+
+/// [`run_once`], and whether the batch was full (by rows or by bytes), so more may wait.
+async fn pass(app: &App) -> anyhow::Result<(StepOutcome, bool)> {
     let max_len = app.config.intake.max_url_length;
+    let bounds = read_bounds(max_len);
+    let url_queue::NewBatch { rows, more } = url_queue::fetch_new(&app.db, &bounds).await?;
+    if rows.is_empty() {
+        return Ok((StepOutcome::Idle, false));
+    }
     let decisions: Vec<(i64, UrlDecision)> = rows
         .iter()
-        .map(|row| (row.id, decide(&row.url, row.params.as_deref(), max_len)))
+        .map(|row| (row.id, decide_row(row, max_len)))
         .collect();
     let window =
         i64::try_from(app.config.dedup.url_window_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
@@ -254,7 +279,29 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
     if queued > 0 {
         app.wake.submit.notify_one();
     }
-    Ok(StepOutcome::Worked(rows.len()))
+    Ok((StepOutcome::Worked(rows.len()), more))
+}
+
+/// The decision for a row as [`url_queue::fetch_new`] read it: [`decide`], after the checks on
+/// what it left unread (an oversize URL is rejected by `decide` itself).
+fn decide_row(row: &url_queue::NewUrl, max_len: usize) -> UrlDecision {
+    let problem = row.params_problem.as_ref().map(|p| match p {
+        url_queue::ParamsProblem::TooLarge { size } => params::ParamsError::TooLarge {
+            size: *size,
+            max: params::MAX_PARAMS_BYTES,
+        },
+        url_queue::ParamsProblem::NotUtf8 => params::ParamsError::NotUtf8,
+    });
+    let Some(problem) = problem else {
+        return decide(&row.url, row.params.as_deref(), max_len);
+    };
+    // The URL's own rejection comes first, as in `decide`.
+    match decide(&row.url, None, max_len) {
+        reject @ UrlDecision::Reject { .. } => reject,
+        UrlDecision::Accept { .. } => UrlDecision::Reject {
+            reason: problem.to_string(),
+        },
+    }
 }
 
 /// The decision for one row: a valid URL with valid parameters is accepted (normalised), else
