@@ -7,7 +7,7 @@
 //! (default 1) kills itself with `SIGKILL` — no log line, no unwinding, no destructors, no
 //! flush: exactly what a `kill -9` or an OOM kill at that instant would leave behind.
 //!
-//! `tests/crash_points.rs` runs the real binary with each point, restarts it without the
+//! `tests/it/crash_points.rs` runs the real binary with each point, restarts it without the
 //! variable and checks the invariants (`testing::check_invariants`).
 //!
 //! | point | where | reliability catalog case |

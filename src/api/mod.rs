@@ -36,7 +36,7 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
 pub use upload::wire_file_name;
 
-/// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/properties.rs`): runs
+/// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/it/properties.rs`): runs
 /// the reply parser over `status` and `body` the way every call does, then the typed decoders
 /// of the replies the daemon depends on (`submission/info`, `analysis/search`,
 /// `account/info`), and renders any error as it would be logged. Returns how many decoders

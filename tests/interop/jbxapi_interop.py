@@ -1,6 +1,6 @@
 """Runs the official Python client, jbxapi 3.25.0, against jbxd's simulator.
 
-Started by tests/interop.rs with JBX_API_URL, JBX_API_KEY, JBXD_SIM_CONTROL (the simulator's
+Started by tests/it/interop.rs with JBX_API_URL, JBX_API_KEY, JBXD_SIM_CONTROL (the simulator's
 control URL) and JBXD_WORK (a scratch directory). Exits non-zero with a message on the first
 mismatch. Covers: submit (small and chunked), submit URL, info, lists, search, download, and the
 CLI's error exit codes (100 + Joe error code).

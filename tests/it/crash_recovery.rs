@@ -4,7 +4,7 @@
 //! the item. Also: SIGTERM stops it cleanly with exit 0 (case 101) and a second instance is
 //! refused (case 17).
 
-mod crash_harness;
+use crate::crash_harness;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,9 +6,9 @@
 //! (`jbxd::testing::check_invariants`) must pass: nothing lost, no duplicate submission.
 //!
 //! The short version (20 kills) runs in CI:
-//! `cargo test --features fault-injection --test torture -- --nocapture`.
+//! `cargo test --features fault-injection --test it torture:: -- --nocapture`.
 //! The long one (case 15 as specified, 500 kills):
-//! `JBXD_TORTURE_KILLS=500 cargo test --release --features fault-injection --test torture -- --nocapture`.
+//! `JBXD_TORTURE_KILLS=500 cargo test --release --features fault-injection --test it torture:: -- --nocapture`.
 //! `JBXD_TORTURE_SEED=<n>` replays the kill times, inputs and fault schedule of a printed seed
 //! (the daemon's own timing still varies).
 //!
@@ -27,9 +27,7 @@
 //! 0.1 s, wall 166 s. The first 20-kill run found a real bug (an item left `downloading` after
 //! its last report was stored; fixed in `pipeline::recover`).
 
-#![cfg(feature = "fault-injection")]
-
-mod crash_harness;
+use crate::crash_harness;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use jbxd::db::Db;
 const HOT: &[(&str, &str, &str)] = &[
     (
         "db/url_queue.rs fetch_new",
-        include_str!("../src/db/url_queue.rs"),
+        include_str!("../../src/db/url_queue.rs"),
         "WITH head AS (
               SELECT id, typeof(url) AS url_type, octet_length(url) AS url_len,
                      octet_length(params) AS params_len
@@ -34,7 +34,7 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (
         "db/items.rs claim_for_submit",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "UPDATE items SET state = 'submitting', next_attempt_at = ?, updated_at = ?
           WHERE id IN (SELECT id FROM items
                         WHERE state = 'queued' AND next_attempt_at <= ?
@@ -42,12 +42,12 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (
         "db/items.rs claim_for_submit (attempt count)",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "SELECT count(*) FROM submit_attempts WHERE item_id = ?",
     ),
     (
         "db/items.rs claim_for_poll / claim_for_reconcile (claim_due)",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "UPDATE items SET next_attempt_at = ?
           WHERE id IN (SELECT id FROM items
                         WHERE state = ? AND next_attempt_at <= ?
@@ -55,7 +55,7 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (
         "db/analyses.rs claim_reports",
-        include_str!("../src/db/analyses.rs"),
+        include_str!("../../src/db/analyses.rs"),
         "UPDATE reports SET state = 'downloading', attempts = attempts + 1
           WHERE id IN (SELECT id FROM reports
                         WHERE state = 'pending' AND next_attempt_at <= ?
@@ -63,12 +63,12 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (
         "db/items.rs counts_by_state",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "SELECT state, count(*) FROM items GROUP BY state",
     ),
     (
         "db/items.rs earlier_samples (insert_files)",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "SELECT j.value,
                 (SELECT id FROM items
                   WHERE sha256 = j.value AND kind = 'file'
@@ -78,7 +78,7 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (
         "db/items.rs find_recorded_sources",
-        include_str!("../src/db/items.rs"),
+        include_str!("../../src/db/items.rs"),
         "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1

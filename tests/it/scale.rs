@@ -5,15 +5,15 @@
 //! CI runs them at a small size; the catalog's sizes are one documented command each:
 //!
 //! ```sh
-//! JBXD_CASE19_ROWS=1000000 cargo test --release --test scale case_19 -- --nocapture
-//! JBXD_CASE57_FILES=100000 cargo test --release --test scale case_57 -- --nocapture
+//! JBXD_CASE19_ROWS=1000000 cargo test --release --test it scale::case_19 -- --nocapture
+//! JBXD_CASE57_FILES=100000 cargo test --release --test it scale::case_57 -- --nocapture
 //! ```
 //!
 //! Expected (catalog): 19 — 1,000,000 history rows and 10,000 non-terminal rows → READY within
 //! 10 s. 57 — READY within 5 s (the scan runs after READY), peak RSS ≤ 256 MiB, every file
 //! recorded exactly once within 10 minutes, and the folder empty afterwards.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Both run the real `jbxd run` binary as a child against the in-process simulator, with the
 //! API key passed in a key file (mode 0600) so that the child's environment holds no key.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;

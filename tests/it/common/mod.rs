@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests that run the real `jbxd` binary. Each test file that
-//! uses them says `mod common;`; each uses a different subset.
+//! Helpers shared by the integration-test modules that run the real `jbxd` binary (`use
+//! crate::common;`); each uses a different subset.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

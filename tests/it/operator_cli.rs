@@ -4,7 +4,7 @@
 //! simulator) or through the `db` functions it uses. Each test writes a `jbxd.toml` naming its
 //! `data_dir` and passes `--config`; the binary runs with a scrubbed environment.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

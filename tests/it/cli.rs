@@ -3,7 +3,7 @@
 //! Every test starts its own simulator on port 0 and runs the binary with a scrubbed
 //! environment, so nothing leaks in from the host (proxies, a real API key, log settings).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

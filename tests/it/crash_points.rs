@@ -5,11 +5,9 @@
 //! without the variable, waits until every input is terminal, stops it with SIGTERM and runs
 //! the shared invariant check (`jbxd::testing::check_invariants`).
 //!
-//! Run: `cargo test --features fault-injection --test crash_points`.
+//! Run: `cargo test --features fault-injection --test it crash_points::`.
 
-#![cfg(feature = "fault-injection")]
-
-mod crash_harness;
+use crate::crash_harness;
 
 use std::time::Duration;
 

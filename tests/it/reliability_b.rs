@@ -7,7 +7,7 @@
 //! operator's `sqlite3` or a URL producer would open it. The disk cases mount a small tmpfs as
 //! `data_dir` (root only); where mounting is not allowed they say so and pass vacuously.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,33 @@
+//! The integration tests, in one binary with a module per area (as ripgrep and zero2prod do):
+//! the crate is linked once instead of once per file. Two suites stay binaries of their own:
+//! `tests/config.rs`, whose `figment::Jail` changes the process environment and working
+//! directory, and `tests/memory.rs`, which measures the peak memory of the children of its
+//! process. Run one area with a filter: `cargo test --test it intake::`.
+//!
+//! Modules that run the real binary share `common` (the scrubbed host environment, config
+//! writing); the crash tests share `crash_harness`. `crash_points` and `torture` need the
+//! test-only crash points: `cargo test --features fault-injection --test it -- crash_points::
+//! torture::`.
+
+mod common;
+mod crash_harness;
+
+mod cli;
+mod client;
+#[cfg(feature = "fault-injection")]
+mod crash_points;
+mod crash_recovery;
+mod daemon_lifecycle;
+mod http_faults;
+mod intake;
+mod interop;
+mod operator_cli;
+mod pipeline;
+mod properties;
+mod query_plans;
+mod reliability_b;
+mod scale;
+mod secrets;
+mod simulator;
+#[cfg(feature = "fault-injection")]
+mod torture;
