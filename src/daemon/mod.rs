@@ -2,7 +2,10 @@
 //!
 //! [`main`] is the bootstrap the CLI calls: no core dumps, configuration and key (exit 78 on
 //! error), logging, the single-instance lock (78 when taken), the database (78 when its schema
-//! is newer or cannot be migrated), the API client, the signal handler, then [`run`].
+//! is newer or cannot be migrated, or when it is missing while `data_dir` holds samples or
+//! reports and `--new-database` was not given), the API client, the signal handler, then
+//! [`run`]. Exit codes: 0 clean stop, 1 failures a restart may cure, 78 what only the operator
+//! can fix, [`EXIT_DATABASE_REPLACED`] (75) the database file deleted or replaced while running.
 //!
 //! [`run`] is the daemon proper, started in-process by tests:
 //!
@@ -16,6 +19,7 @@
 //!    claims, in-flight steps get the stop timeout to finish (anything cut off is recovered at
 //!    the next start), the scheduler stops, the WAL is checkpointed, the database closed.
 
+pub mod db_watch;
 pub mod health;
 pub mod lock;
 pub mod notify;
@@ -36,6 +40,7 @@ use crate::config::{self, EXIT_CONFIG, LoadOptions};
 use crate::db::{self, Db, DbError};
 use crate::{intake, pipeline, telemetry};
 
+pub use db_watch::{DatabaseReplaced, EXIT_DATABASE_REPLACED};
 pub use health::{HealthReport, HealthScheduler, check, check_once};
 pub use lock::{InstanceLock, LockError};
 pub use notify::Notifier;
@@ -98,6 +103,9 @@ impl RunOptions {
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
     pub load: LoadOptions,
+    /// `--new-database`: create a database even though `data_dir` holds samples or reports
+    /// (without it, a missing database next to existing storage is exit 78).
+    pub new_database: bool,
 }
 
 /// Exit code for failures systemd should restart on (I/O errors, a worker crash).
@@ -151,6 +159,13 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
         }
     };
 
+    if !opts.new_database
+        && let Err(message) = refuse_new_database_next_to_storage(&config)
+    {
+        tracing::error!("{message}");
+        eprintln!("jbxd: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let db = match open_checked_db(&config.db_path()).await {
         Ok(db) => db,
         Err((code, message)) => {
@@ -174,12 +189,50 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        Err(error) if error.downcast_ref::<DatabaseReplaced>().is_some() => {
+            // Logged loudly where it was found; stderr for whoever started us by hand.
+            eprintln!("jbxd: {error:#}");
+            ExitCode::from(EXIT_DATABASE_REPLACED)
+        }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "daemon failed");
             eprintln!("jbxd: {error:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// A database about to be created (none at its path, or an empty file) while `data_dir`
+/// already holds samples or reports: the database that knew them was deleted or lost, and a
+/// new one would silently forget them and take every dropped file again (RELIABILITY.md case
+/// 29). Refused unless `--new-database`; the message says what is there and what to do.
+fn refuse_new_database_next_to_storage(config: &config::Config) -> Result<(), String> {
+    let path = config.db_path();
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() > 0 => return Ok(()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        // Open reports it, naming the file.
+        Err(_) => return Ok(()),
+    }
+    let store = crate::storage::Store::new(&config.data_dir);
+    let (samples, reports) = store.stored_counts().map_err(|error| {
+        format!(
+            "no database at {}, and cannot look at the storage in {}: {error}",
+            path.display(),
+            config.data_dir.display()
+        )
+    })?;
+    if samples == 0 && reports == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "no database at {}: refusing to create a new database next to existing storage \
+         ({samples} samples, {reports} reports in {}); restore the database from a backup or \
+         start with --new-database",
+        path.display(),
+        config.data_dir.display()
+    ))
 }
 
 /// Opens and migrates the database, then runs `PRAGMA quick_check` (catalog 28). A damaged
@@ -312,6 +365,8 @@ impl Workers {
 
 /// Every long-running worker of the daemon, in one place.
 fn spawn_workers(workers: &mut Workers, app: &App, cancel: &CancellationToken) {
+    // First: while the database is not the file at its path, nothing else may act.
+    workers.spawn(db_watch::WORKER, db_watch::run(app.clone(), cancel.clone()));
     workers.spawn(
         "intake scanner",
         intake::scanner::run(app.clone(), cancel.clone()),
@@ -380,7 +435,17 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
 
     let fatal = supervise(&cancel, &mut workers).await;
 
-    notifier.notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    let replaced = fatal
+        .as_ref()
+        .is_some_and(|e| e.downcast_ref::<DatabaseReplaced>().is_some());
+    notifier.notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status(if replaced {
+            "stopping: the database file was deleted or replaced"
+        } else {
+            "stopping"
+        }),
+    ]);
     match &fatal {
         None => tracing::info!(
             timeout_secs = opts.stop_timeout.as_secs_f64(),
@@ -391,6 +456,11 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
         }
     }
     stop.cancel();
+    if replaced {
+        // Nothing an in-flight step does from now on can be recorded: cut it off rather than
+        // let it make requests or open connections to whatever file is at the path now.
+        workers.set.abort_all();
+    }
     crate::crashpoint::hit("during_shutdown");
 
     let started = tokio::time::Instant::now();
@@ -423,7 +493,8 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     health.shutdown(left).await;
     drop(watcher);
 
-    if let Err(error) = app.db.checkpoint().await {
+    // After a swap, `close` checkpoints through a connection to the old file only.
+    if !replaced && let Err(error) = app.db.checkpoint().await {
         tracing::warn!(%error, "WAL checkpoint at shutdown failed");
     }
     app.db.close().await;
@@ -441,8 +512,9 @@ async fn supervise(cancel: &CancellationToken, workers: &mut Workers) -> Option<
         _ = cancel.cancelled() => None,
         joined = workers.set.join_next_with_id() => Some(match joined {
             Some(Ok((id, Ok(())))) => anyhow!("worker `{}` stopped unexpectedly", workers.name(id)),
+            // As context, so the cause can still be told apart (`DatabaseReplaced`).
             Some(Ok((id, Err(error)))) => {
-                anyhow!("worker `{}` failed: {error:#}", workers.name(id))
+                error.context(format!("worker `{}` failed", workers.name(id)))
             }
             Some(Err(error)) => {
                 let name = workers.name(error.id());

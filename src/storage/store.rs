@@ -280,6 +280,47 @@ impl Store {
         Ok(removed)
     }
 
+    /// How many samples (`quarantine/samples`) and report files (`reports/<webid>/`) are
+    /// stored, temporaries not counted: what a database created now would know nothing about
+    /// (the daemon refuses to start a new database next to them, RELIABILITY.md case 29).
+    /// Missing directories count as empty. Read-only.
+    pub fn stored_counts(&self) -> io::Result<(usize, usize)> {
+        fn files_in(dir: &Path) -> io::Result<usize> {
+            let entries = match fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut n = 0;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX))
+                    && entry.file_type()?.is_file()
+                {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+        let samples = files_in(&self.root.join(SAMPLES))?;
+        let mut reports = 0;
+        match fs::read_dir(self.root.join(REPORTS)) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type()?.is_dir() {
+                        reports += files_in(&entry.path())?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok((samples, reports))
+    }
+
     /// Whether a stored file is intact: present, of the recorded size and sha256, and without
     /// any exec bit. A missing file is an error (`NotFound`).
     pub fn verify(&self, rel: &str, size: u64, sha256: &str) -> io::Result<bool> {
