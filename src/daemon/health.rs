@@ -79,6 +79,10 @@ pub struct Check {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthReport {
     pub checks: Vec<Check>,
+    /// Why the results could not all be stored (the database refused the write), if so:
+    /// `jbxd status` would show the previous results, so the daemon says it from memory
+    /// (`STATUS=`, the log) and the stale `checked_at` tells the CLI (RELIABILITY.md case 118).
+    pub unrecorded: Option<String>,
 }
 
 impl HealthReport {
@@ -114,16 +118,93 @@ pub async fn check_once(app: &App) -> HealthReport {
 }
 
 /// One health run: every check, results stored, pauses put in force or lifted.
+///
+/// The local checks run and are stored first, the server's after: a server that keeps
+/// requests waiting (a `Retry-After` hold-off, timeouts) must not freeze the rows of the
+/// database, the disk and the storage (RELIABILITY.md case 118).
 pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport {
+    let mut local = HealthReport::default();
+    check_db(app, &mut local, WAL_LIMIT_BYTES).await;
+    check_disk(app, &mut local).await;
+    check_storage(app, &mut local, SPOT_CHECK_HASH_BUDGET).await;
+    check_storage_writes(app, &mut local);
+    check_watcher(app, &mut local, watcher);
+    let stored_local = store(app, &local).await;
+
     let mut report = HealthReport::default();
-    let online = check_server(app, &mut report).await;
-    if online {
-        check_account(app, &mut report).await;
-    }
+    check_api(app, &mut report).await;
     check_terms(app, &mut report).await;
-    check_db(app, &mut report, WAL_LIMIT_BYTES).await;
-    check_disk(app, &mut report).await;
-    check_storage(app, &mut report, SPOT_CHECK_HASH_BUDGET).await;
+    let stored_remote = store(app, &report).await;
+    report.checks.extend(local.checks);
+    report.unrecorded = stored_local.err().or(stored_remote.err());
+    report
+}
+
+/// The server, the key and the quota; during a `Retry-After` hold-off, only what it is (no
+/// request would go out before its end, and the check would wait with it).
+async fn check_api(app: &App, report: &mut HealthReport) {
+    if let Some(hold_off) = app.client.hold_off() {
+        held_off(report, hold_off);
+        return;
+    }
+    let mut changes = app.client.hold_off_changes();
+    changes.mark_unchanged();
+    let mut api = HealthReport::default();
+    let checked = {
+        let run = async {
+            if check_server(app, &mut api).await {
+                check_account(app, &mut api).await;
+            }
+        };
+        tokio::select! {
+            _ = run => true,
+            // A hold-off began mid-check: say so instead of waiting it out.
+            _ = changes.changed() => false,
+        }
+    };
+    match (checked, app.client.hold_off()) {
+        (false, Some(hold_off)) => held_off(report, hold_off),
+        _ => report.checks.extend(api.checks),
+    }
+}
+
+fn held_off(report: &mut HealthReport, hold_off: crate::api::HoldOff) {
+    let until =
+        chrono::Utc::now() + chrono::Duration::from_std(hold_off.remaining).unwrap_or_default();
+    report.push(
+        "server",
+        Status::Degraded,
+        format!(
+            "held off: the server answered HTTP {} with Retry-After; no API request before {} \
+             ({} s from now)",
+            hold_off.status,
+            db::time_text(until),
+            hold_off.remaining.as_secs()
+        ),
+    );
+}
+
+/// The last storage write (staging copy, publish, report) failed: storage is not usable,
+/// whatever the free space says (RELIABILITY.md case 118).
+fn check_storage_writes(app: &App, report: &mut HealthReport) {
+    match app.store.last_write_failure() {
+        Some(failure) => report.push(
+            "storage_writes",
+            Status::Failed,
+            format!(
+                "the last write to data_dir failed: {failure}; dropped files stay in the drop \
+                 folder and reports are retried until writes succeed again"
+            ),
+        ),
+        None => report.push(
+            "storage_writes",
+            Status::Ok,
+            "no failed write since the last successful one",
+        ),
+    }
+}
+
+fn check_watcher(app: &App, report: &mut HealthReport, watcher: Option<&WatcherLiveness>) {
     if let Some(watcher) = watcher {
         match watcher.status() {
             WatchStatus::Watching => report.push(
@@ -138,8 +219,6 @@ pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport
             ),
         }
     }
-    store(app, &report).await;
-    report
 }
 
 async fn set_pause(app: &App, reason: PauseReason, on: bool, detail: &str) {
@@ -596,7 +675,9 @@ async fn check_disk(app: &App, report: &mut HealthReport) {
 }
 
 /// Stores every result, logging each check whose status changed since the stored one.
-async fn store(app: &App, report: &HealthReport) {
+/// Returns the first storing error.
+async fn store(app: &App, report: &HealthReport) -> Result<(), String> {
+    let mut first_error = None;
     let previous = db::health::all(&app.db).await.unwrap_or_default();
     for check in &report.checks {
         let before = previous.iter().find(|row| row.name == check.name);
@@ -618,17 +699,48 @@ async fn store(app: &App, report: &HealthReport) {
         let stored =
             db::health::record(&app.db, check.name, check.status.as_str(), &check.detail).await;
         // When the database is the problem, its check says so; one line per change.
-        if let Err(error) = stored
-            && changed
-        {
-            tracing::error!(%error, check = check.name, "cannot store the health result");
+        if let Err(error) = stored {
+            if changed {
+                tracing::error!(%error, check = check.name, "cannot store the health result");
+            }
+            first_error.get_or_insert_with(|| format!("cannot store the health results: {error}"));
         }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(error) => Err(error),
+    }
+}
+
+/// What the daemon remembers of its last health run that the database may not have taken:
+/// why its results could not be stored (shown on the `STATUS=` line).
+#[derive(Debug, Default)]
+pub struct HealthMemory {
+    unrecorded: std::sync::Mutex<Option<String>>,
+}
+
+impl HealthMemory {
+    /// Why the last run's results could not be stored, if they could not.
+    pub fn unrecorded(&self) -> Option<String> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Returns whether it changed.
+    fn set(&self, value: Option<String>) -> bool {
+        let mut slot = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *slot != value;
+        *slot = value;
+        changed
     }
 }
 
 /// The running health job.
 pub struct HealthScheduler {
     task: tokio::task::JoinHandle<()>,
+    memory: std::sync::Arc<HealthMemory>,
 }
 
 impl HealthScheduler {
@@ -642,8 +754,20 @@ impl HealthScheduler {
         let schedule = app.config.health.schedule.clone();
         let schedule = Schedule::new(&schedule)
             .with_context(|| format!("health.schedule `{schedule}` is not a valid schedule"))?;
-        let task = tokio::spawn(run_on_schedule(schedule, app, watcher, cancel));
-        Ok(Self { task })
+        let memory = std::sync::Arc::<HealthMemory>::default();
+        let task = tokio::spawn(run_on_schedule(
+            schedule,
+            app,
+            watcher,
+            cancel,
+            memory.clone(),
+        ));
+        Ok(Self { task, memory })
+    }
+
+    /// What the job remembers of its last run.
+    pub fn memory(&self) -> std::sync::Arc<HealthMemory> {
+        self.memory.clone()
     }
 
     /// Stops the job and waits (up to `timeout`) for a running check to end; running checks
@@ -663,9 +787,25 @@ async fn run_on_schedule(
     app: App,
     watcher: Option<WatcherLiveness>,
     cancel: CancellationToken,
+    memory: std::sync::Arc<HealthMemory>,
 ) {
     loop {
-        run_one(&app, watcher.as_ref(), &cancel).await;
+        let started_at = db::now_text();
+        if let Some(report) = run_one(&app, watcher.as_ref(), &cancel).await {
+            // The run's record, from which another process tells fresh results from stale
+            // ones (RELIABILITY.md case 118): it cannot be written when the rows could not.
+            let run = db::health::HealthRun {
+                started_at,
+                finished_at: db::now_text(),
+                next_at: schedule.next_tick().map(db::time_text),
+            };
+            let recorded = db::health::set_fact(&app.db, db::health::HEALTH_RUN_KEY, &run)
+                .await
+                .map_err(|e| format!("cannot record the health run: {e}"));
+            if memory.set(report.unrecorded.or(recorded.err())) {
+                app.wake.status.notify_one();
+            }
+        }
         // Ticks that passed while the check ran are skipped, not caught up.
         if schedule.due() {
             tracing::debug!("health check still running at its next tick; that tick is skipped");
@@ -687,22 +827,30 @@ async fn run_on_schedule(
 }
 
 /// One check in a task of its own (a panic ends that check, not the schedule), given up at
-/// its next await once `cancel` fires.
-async fn run_one(app: &App, watcher: Option<&WatcherLiveness>, cancel: &CancellationToken) {
+/// its next await once `cancel` fires. Its report, if it finished.
+async fn run_one(
+    app: &App,
+    watcher: Option<&WatcherLiveness>,
+    cancel: &CancellationToken,
+) -> Option<HealthReport> {
     if cancel.is_cancelled() {
-        return;
+        return None;
     }
     let (app, watcher, cancel) = (app.clone(), watcher.cloned(), cancel.clone());
     let run = tokio::spawn(async move {
         tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = check(&app, watcher.as_ref()) => {}
+            _ = cancel.cancelled() => None,
+            report = check(&app, watcher.as_ref()) => Some(report),
         }
     });
-    if let Err(error) = run.await
-        && error.is_panic()
-    {
-        tracing::error!("a health check panicked; the next one runs on schedule");
+    match run.await {
+        Ok(report) => report,
+        Err(error) => {
+            if error.is_panic() {
+                tracing::error!("a health check panicked; the next one runs on schedule");
+            }
+            None
+        }
     }
 }
 
@@ -737,6 +885,15 @@ impl Schedule {
     /// is then the first one after now.
     fn due(&mut self) -> bool {
         self.job.tick().unwrap_or(false)
+    }
+
+    /// The wall-clock time of the next tick, if there is one.
+    fn next_tick(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let next = self.job.job_data().ok()?.next_tick;
+        if next == 0 {
+            return None;
+        }
+        chrono::DateTime::from_timestamp(i64::try_from(next).ok()?, 0)
     }
 
     /// How long to sleep for the next tick (`None`: there is none), at most

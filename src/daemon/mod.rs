@@ -21,6 +21,7 @@
 
 pub mod db_watch;
 pub mod health;
+pub mod hold_off;
 pub mod lock;
 pub mod notify;
 
@@ -372,6 +373,7 @@ fn spawn_workers(workers: &mut Workers, app: &App, cancel: &CancellationToken) {
         intake::scanner::run(app.clone(), cancel.clone()),
     );
     workers.spawn("url intake", intake::urls::run(app.clone(), cancel.clone()));
+    workers.spawn(hold_off::WORKER, hold_off::run(app.clone(), cancel.clone()));
     workers.spawn("submit", pipeline::submit::run(app.clone(), cancel.clone()));
     workers.spawn(
         "reconcile",
@@ -411,13 +413,14 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     let mut workers = Workers::new();
     spawn_workers(&mut workers, &app, &stop);
 
-    let status = status_line(&app).await;
+    let memory = health.memory();
+    let status = status_line_with(&app, &memory).await;
     notifier.notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     {
         let (app, notifier, stop_token) = (app.clone(), notifier.clone(), stop.clone());
         let interval = opts.status_interval;
         workers.spawn("status", async move {
-            status_loop(app, notifier, interval, status, stop_token).await;
+            status_loop(app, notifier, interval, status, stop_token, memory).await;
             Ok(())
         });
     }
@@ -553,8 +556,14 @@ async fn prepare_storage(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line summary for `STATUS=`: queue depths and pauses.
+/// The one-line summary for `STATUS=`: queue depths, pauses, and what only this process
+/// knows (a `Retry-After` hold-off, a failed storage write).
 pub async fn status_line(app: &App) -> String {
+    status_line_with(app, &health::HealthMemory::default()).await
+}
+
+/// [`status_line`], plus a health run whose results could not be stored.
+async fn status_line_with(app: &App, memory: &health::HealthMemory) -> String {
     let mut parts = Vec::new();
     match db::items::counts_by_state(&app.db).await {
         Ok(counts) => {
@@ -588,6 +597,19 @@ pub async fn status_line(app: &App) -> String {
     if app.breaker_open() {
         parts.push("Joe Sandbox unreachable: circuit breaker open, probing".to_owned());
     }
+    if let Some(hold_off) = app.client.hold_off() {
+        parts.push(format!(
+            "held off by the server (HTTP {} Retry-After) for {} s more",
+            hold_off.status,
+            hold_off.remaining.as_secs()
+        ));
+    }
+    if let Some(failure) = app.store.last_write_failure() {
+        parts.push(format!("storage write failed: {failure}"));
+    }
+    if let Some(unrecorded) = memory.unrecorded() {
+        parts.push(format!("health check not recorded: {unrecorded}"));
+    }
     parts.join("; ")
 }
 
@@ -600,6 +622,7 @@ async fn status_loop(
     interval: Duration,
     mut last: String,
     stop: CancellationToken,
+    memory: std::sync::Arc<health::HealthMemory>,
 ) {
     let interval = interval.max(Duration::from_millis(100));
     let idle = STATUS_IDLE_INTERVAL.max(interval);
@@ -614,7 +637,7 @@ async fn status_loop(
             _ = app.wake.status.notified() => {}
             _ = tokio::time::sleep_until(refreshed + idle) => {}
         }
-        let line = status_line(&app).await;
+        let line = status_line_with(&app, &memory).await;
         if line != last {
             notifier.status(&line);
             last = line;

@@ -295,9 +295,12 @@ pub fn now_ms() -> i64 {
 
 /// A timestamp in the format of the schema's TEXT time columns.
 pub fn now_text() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    time_text(chrono::Utc::now())
+}
+
+/// `at` in the format of the schema's TEXT time columns.
+pub fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Parses a time column back (for ages shown to humans).

@@ -10,7 +10,9 @@
 mod atomic;
 mod names;
 mod store;
+mod writes;
 
 pub use atomic::{AtomicFile, AtomicWriter, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
 pub use store::{FileCheck, StagedSample, StagedTemp, Store};
+pub use writes::{WriteFailure, WriteLog};
