@@ -1296,3 +1296,141 @@ async fn case_34_a_deleted_sample_and_an_altered_report_degrade_storage_until_re
         .unwrap();
     assert_eq!(remembered, None);
 }
+
+// ---- storage writes failing while the database is fine (118) -------------------------------
+
+/// `path` bind-mounted onto itself read-only for one test (root only), unmounted when dropped.
+struct ReadOnlyBind {
+    path: PathBuf,
+}
+
+impl ReadOnlyBind {
+    fn mount(path: &Path) -> Option<Self> {
+        let bind = Command::new("mount")
+            .arg("--bind")
+            .arg(path)
+            .arg(path)
+            .output();
+        match bind {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                eprintln!(
+                    "not applicable here: cannot bind-mount ({}); run as root",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("not applicable here: no mount command ({e})");
+                return None;
+            }
+        }
+        let bind = Self {
+            path: path.to_owned(),
+        };
+        let ro = Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ro.success(), "cannot make the bind mount read-only");
+        Some(bind)
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_118_a_read_only_storage_tree_fails_storage_writes_in_health_and_status_until_a_write_succeeds()
+ {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let app = &env.app;
+    let report = daemon::check_once(app).await;
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Ok, "{check:?}");
+    assert_eq!(report.unrecorded, None);
+
+    // The quarantine (and only it) turns read-only; the database stays writable.
+    let quarantine = app.config.data_dir.join("quarantine");
+    let Some(read_only) = ReadOnlyBind::mount(&quarantine) else {
+        return;
+    };
+    let dropped = env.drop_dir().join("blocked.exe");
+    std::fs::write(&dropped, b"MZ cannot be staged").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut scan = ScanState::default();
+    let _ = scanner::run_once(app, &mut scan).await;
+    assert!(dropped.exists(), "the source must stay");
+    let failure = app
+        .store
+        .last_write_failure()
+        .expect("the failed staging copy is noted");
+    assert!(failure.error.contains("Read-only"), "{failure:?}");
+    assert!(
+        failure.path.starts_with(&quarantine.display().to_string()),
+        "{failure:?}"
+    );
+
+    // Free space is fine, the disk check says ok: the storage_writes check does not.
+    let report = daemon::check_once(app).await;
+    assert_eq!(
+        report.get("disk").unwrap().status,
+        daemon::health::Status::Ok
+    );
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Failed, "{check:?}");
+    assert!(
+        check.detail.contains("copying a sample into quarantine"),
+        "{check:?}"
+    );
+    assert_eq!(report.overall(), daemon::health::Status::Failed);
+    assert!(
+        daemon::status_line(app)
+            .await
+            .contains("storage write failed"),
+        "{}",
+        daemon::status_line(app).await
+    );
+    // Recorded (the database takes writes), so `jbxd status` in another process sees it.
+    let config = common::write_config(
+        env.dir.path(),
+        &app.config.data_dir,
+        &app.config.drop_dir,
+        "",
+    );
+    let status = common::jbxd_command()
+        .args(["--config", config.to_str().unwrap(), "--json", "status"])
+        .output()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["overall"]["status"], "failed", "{doc}");
+    assert!(
+        doc["overall"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("storage_writes failed")),
+        "{doc}"
+    );
+
+    // Writable again: the next staging succeeds, and the check with it.
+    drop(read_only);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dropped.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the file was not taken once writable"
+        );
+        let _ = scanner::run_once(app, &mut scan).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.store.last_write_failure(), None);
+    let report = daemon::check_once(app).await;
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Ok, "{check:?}");
+}

@@ -224,14 +224,14 @@ impl Db {
     /// connection's file is the one checked, whichever connection the pool handed out; a
     /// transaction already past it commits into the old file (the window: one transaction).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let write = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if self.file_replaced() {
-            tx.rollback().await?;
+            write.rollback().await?;
             return Err(DbError::Replaced {
                 path: self.path.clone(),
             });
         }
-        Ok(tx)
+        Ok(write)
     }
 
     /// Health probe: how long taking (and releasing) the write lock takes.
