@@ -21,9 +21,11 @@
 
 pub mod db_watch;
 pub mod health;
+pub mod health_job;
 pub mod hold_off;
 pub mod lock;
 pub mod notify;
+mod startup;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,11 +40,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::JoeClient;
 use crate::app::App;
 use crate::config::{self, EXIT_CONFIG, LoadOptions};
-use crate::db::{self, Db, DbError};
+use crate::db;
 use crate::{intake, pipeline, telemetry};
 
 pub use db_watch::{DatabaseReplaced, EXIT_DATABASE_REPLACED};
-pub use health::{HealthReport, HealthScheduler, check, check_once};
+pub use health::{HealthReport, check, check_once};
+pub use health_job::{HealthMemory, HealthScheduler};
 pub use lock::{InstanceLock, LockError};
 pub use notify::Notifier;
 
@@ -151,7 +154,7 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
     }
     let config = loaded.loaded.config;
 
-    let _lock = match take_lock(&config) {
+    let _lock = match startup::take_lock(&config) {
         Ok(lock) => lock,
         Err((code, message)) => {
             tracing::error!("{message}");
@@ -161,13 +164,13 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
     };
 
     if !opts.new_database
-        && let Err(message) = refuse_new_database_next_to_storage(&config)
+        && let Err(message) = startup::refuse_new_database_next_to_storage(&config)
     {
         tracing::error!("{message}");
         eprintln!("jbxd: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let db = match open_checked_db(&config.db_path()).await {
+    let db = match startup::open_checked_db(&config.db_path()).await {
         Ok(db) => db,
         Err((code, message)) => {
             tracing::error!(error = %message, "cannot open the database");
@@ -203,82 +206,6 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
     }
 }
 
-/// A database about to be created (none at its path, or an empty file) while `data_dir`
-/// already holds samples or reports: the database that knew them was deleted or lost, and a
-/// new one would silently forget them and take every dropped file again (RELIABILITY.md case
-/// 29). Refused unless `--new-database`; the message says what is there and what to do.
-fn refuse_new_database_next_to_storage(config: &config::Config) -> Result<(), String> {
-    let path = config.db_path();
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.len() > 0 => return Ok(()),
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        // Open reports it, naming the file.
-        Err(_) => return Ok(()),
-    }
-    let store = crate::storage::Store::new(&config.data_dir);
-    let (samples, reports) = store.stored_counts().map_err(|error| {
-        format!(
-            "no database at {}, and cannot look at the storage in {}: {error}",
-            path.display(),
-            config.data_dir.display()
-        )
-    })?;
-    if samples == 0 && reports == 0 {
-        return Ok(());
-    }
-    Err(format!(
-        "no database at {}: refusing to create a new database next to existing storage \
-         ({samples} samples, {reports} reports in {}); restore the database from a backup or \
-         start with --new-database",
-        path.display(),
-        config.data_dir.display()
-    ))
-}
-
-/// Opens and migrates the database, then runs `PRAGMA quick_check` (catalog 28). A damaged
-/// file, a newer schema or a failed migration is exit 78: restarting cannot fix them, and the
-/// file is left as it is for the operator (a damaged file is never migrated or written).
-async fn open_checked_db(path: &std::path::Path) -> Result<Db, (u8, String)> {
-    let corrupt = |detail: &str| {
-        format!(
-            "the database {} is damaged ({detail}); stop here and restore it from a backup, or \
-             move it aside to start with an empty one (items and reports recorded in it would be \
-             forgotten)",
-            path.display()
-        )
-    };
-    let db = match Db::open(path).await {
-        Ok(db) => db,
-        Err(error) if db::checks::is_corruption(&error) => {
-            return Err((EXIT_CONFIG, corrupt(&error.to_string())));
-        }
-        Err(error) => {
-            let code = match error {
-                DbError::SchemaNewer { .. } | DbError::Migrate { .. } => EXIT_CONFIG,
-                _ => EXIT_FAILURE,
-            };
-            return Err((code, error.to_string()));
-        }
-    };
-    match db::checks::quick_check(&db).await {
-        Ok(result) if result == "ok" => Ok(db),
-        Ok(problems) => {
-            db.pool().close().await;
-            let mut shown: String = problems.chars().take(300).collect();
-            if shown.len() < problems.len() {
-                shown.push('…');
-            }
-            Err((EXIT_CONFIG, corrupt(&format!("quick_check: {shown}"))))
-        }
-        Err(error) if db::checks::is_corruption(&error) => {
-            db.pool().close().await;
-            Err((EXIT_CONFIG, corrupt(&error.to_string())))
-        }
-        Err(error) => Err((EXIT_FAILURE, format!("cannot check the database: {error}"))),
-    }
-}
-
 /// `prctl(PR_SET_DUMPABLE, 0)`: no core dump can carry the API key or sample bytes, and
 /// processes without `CAP_SYS_PTRACE` cannot attach.
 pub fn disable_core_dumps() {
@@ -290,28 +217,6 @@ pub fn disable_core_dumps() {
             std::io::Error::last_os_error()
         );
     }
-}
-
-fn take_lock(config: &config::Config) -> Result<InstanceLock, (u8, String)> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Err(error) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-    {
-        return Err((
-            EXIT_FAILURE,
-            format!(
-                "cannot create data_dir {}: {error}",
-                config.data_dir.display()
-            ),
-        ));
-    }
-    let path = config.data_dir.join(lock::LOCK_FILE);
-    lock::acquire(&path).map_err(|error| match error {
-        LockError::Held { .. } => (EXIT_CONFIG, error.to_string()),
-        LockError::Io { .. } => (EXIT_FAILURE, error.to_string()),
-    })
 }
 
 /// SIGTERM (systemd) and SIGINT (a terminal) cancel `cancel`; a second signal is logged and
@@ -559,11 +464,11 @@ async fn prepare_storage(app: &App) -> anyhow::Result<()> {
 /// The one-line summary for `STATUS=`: queue depths, pauses, and what only this process
 /// knows (a `Retry-After` hold-off, a failed storage write).
 pub async fn status_line(app: &App) -> String {
-    status_line_with(app, &health::HealthMemory::default()).await
+    status_line_with(app, &HealthMemory::default()).await
 }
 
 /// [`status_line`], plus a health run whose results could not be stored.
-async fn status_line_with(app: &App, memory: &health::HealthMemory) -> String {
+async fn status_line_with(app: &App, memory: &HealthMemory) -> String {
     let mut parts = Vec::new();
     match db::items::counts_by_state(&app.db).await {
         Ok(counts) => {
@@ -622,7 +527,7 @@ async fn status_loop(
     interval: Duration,
     mut last: String,
     stop: CancellationToken,
-    memory: std::sync::Arc<health::HealthMemory>,
+    memory: std::sync::Arc<HealthMemory>,
 ) {
     let interval = interval.max(Duration::from_millis(100));
     let idle = STATUS_IDLE_INTERVAL.max(interval);
