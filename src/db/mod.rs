@@ -224,12 +224,18 @@ impl Db {
     /// connection's file is the one checked, whichever connection the pool handed out; a
     /// transaction already past it commits into the old file (the window: one transaction).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
-        let write = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let replaced = || DbError::Replaced {
+            path: self.path.clone(),
+        };
+        let write = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(write) => write,
+            // A new connection finds no file (the pool never creates one): say why.
+            Err(_) if self.file_replaced() => return Err(replaced()),
+            Err(error) => return Err(error.into()),
+        };
         if self.file_replaced() {
             write.rollback().await?;
-            return Err(DbError::Replaced {
-                path: self.path.clone(),
-            });
+            return Err(replaced());
         }
         Ok(write)
     }
