@@ -18,6 +18,9 @@
 //! 5. on cancellation (SIGTERM/SIGINT) or a worker ending (a bug, fatal): `STOPPING=1`, no new
 //!    claims, in-flight steps get the stop timeout to finish (anything cut off is recovered at
 //!    the next start), the scheduler stops, the WAL is checkpointed, the database closed.
+//!    When the worker that ended is the database watch ([`db_watch`]: the file was deleted
+//!    or replaced), in-flight steps are cut off at once instead: nothing they do can be
+//!    recorded any more.
 
 pub mod db_watch;
 pub mod health;
