@@ -206,6 +206,16 @@ impl JoeClient {
         self.throttle.hold_off_remaining()
     }
 
+    /// The `Retry-After` hold-off in force, with the HTTP status that imposed it.
+    pub fn hold_off(&self) -> Option<super::throttle::HoldOff> {
+        self.throttle.hold_off_info()
+    }
+
+    /// A receiver that changes whenever a hold-off starts or is extended.
+    pub fn hold_off_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.throttle.hold_off_changes()
+    }
+
     /// Time since any clone last sent a request.
     pub fn since_last_request(&self) -> Option<Duration> {
         self.throttle.since_last_request()

@@ -34,6 +34,7 @@ pub use params::{
 };
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
+pub use throttle::HoldOff;
 pub use upload::wire_file_name;
 
 /// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/it/properties.rs`): runs

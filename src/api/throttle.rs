@@ -64,18 +64,41 @@ pub(crate) fn health_of(error: &ApiError) -> Health {
     }
 }
 
+/// A `Retry-After` hold-off in force: how long it still lasts and the HTTP status of the reply
+/// that imposed it (429 or 503). What `jbxd status` shows (RELIABILITY.md case 118).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldOff {
+    pub remaining: Duration,
+    pub status: u16,
+}
+
 /// Shared by every clone of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Throttle {
     state: Mutex<State>,
     consecutive_failures: AtomicU32,
     requests: AtomicU64,
+    /// Bumped whenever a hold-off starts or is extended, for observers that must not poll.
+    hold_offs: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            consecutive_failures: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            hold_offs: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// No request may start before this instant.
     not_before: Option<Instant>,
+    /// The HTTP status of the reply that set `not_before`.
+    hold_off_status: u16,
     /// When the last request was sent.
     last_request: Option<Instant>,
     /// The last failure counted, for the breaker's status text.
@@ -111,6 +134,8 @@ impl Throttle {
             let active = state.not_before.is_some_and(|t| t > now);
             if state.not_before.is_none_or(|t| until > t) {
                 state.not_before = Some(until);
+                state.hold_off_status = status;
+                self.hold_offs.send_modify(|n| *n = n.wrapping_add(1));
             }
             !active
         };
@@ -134,6 +159,21 @@ impl Throttle {
     pub(crate) fn hold_off_remaining(&self) -> Option<Duration> {
         let now = Instant::now();
         self.lock().not_before.filter(|t| *t > now).map(|t| t - now)
+    }
+
+    /// The hold-off in force, with the status that imposed it.
+    pub(crate) fn hold_off_info(&self) -> Option<HoldOff> {
+        let now = Instant::now();
+        let state = self.lock();
+        state.not_before.filter(|t| *t > now).map(|t| HoldOff {
+            remaining: t - now,
+            status: state.hold_off_status,
+        })
+    }
+
+    /// Changes whenever a hold-off starts or is extended.
+    pub(crate) fn hold_off_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.hold_offs.subscribe()
     }
 
     /// Counts a request's result toward (or resets) the consecutive failures.
@@ -201,7 +241,13 @@ mod tests {
         let started = Instant::now();
         throttle.admit().await;
         assert!(started.elapsed() >= Duration::from_millis(300));
-        throttle.hold_off(Duration::from_secs(999_999), 429);
+        let changes = throttle.hold_off_changes();
+        throttle.hold_off(Duration::from_secs(999_999), 503);
+        assert!(
+            changes.has_changed().unwrap(),
+            "observers hear of the extension"
+        );
+        assert_eq!(throttle.hold_off_info().unwrap().status, 503);
         let left = throttle.hold_off_remaining().unwrap();
         assert!(left <= MAX_HOLD_OFF && left > MAX_HOLD_OFF - Duration::from_secs(5));
         assert_eq!(throttle.requests(), 2);

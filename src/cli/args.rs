@@ -50,6 +50,16 @@ pub struct ConnectionArgs {
     pub max_download_size: Option<u64>,
 }
 
+/// `jbxd run`'s own flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Create a new database even though data_dir already holds samples or reports. Without
+    /// it, a missing database next to existing storage is refused (exit 78): the database
+    /// that knew them is gone, so restore it from a backup instead if you can.
+    #[arg(long)]
+    pub new_database: bool,
+}
+
 /// `submission/new` parameters. The flags cover the common ones; `--param NAME=VALUE` reaches
 /// every other parameter, including ones newer than this build.
 #[derive(Debug, Clone, Default, Args)]

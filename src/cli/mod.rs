@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::{ApiError, JoeClient};
 
-pub use args::{ConnectionArgs, SubmissionArgs};
+pub use args::{ConnectionArgs, RunArgs, SubmissionArgs};
 pub use connection::{ConfigError, resolve_settings};
 pub use error::CliError;
 pub use output::Outcome;
@@ -85,7 +85,7 @@ pub enum Command {
     /// and queue a few URLs, and show their verdicts and reports: an offline tour in seconds.
     Demo(commands::demo::DemoArgs),
     /// The daemon: drop folder and URL queue in, verdicts and reports out (until SIGTERM).
-    Run,
+    Run(RunArgs),
     /// The daemon's configuration.
     #[command(subcommand)]
     Config(commands::config_check::ConfigCommand),
@@ -173,12 +173,13 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Run = cli.command {
+    if let Command::Run(args) = &cli.command {
         let opts = crate::daemon::DaemonOptions {
             load: crate::config::LoadOptions {
                 config_file: cli.config,
                 overrides: Vec::new(),
             },
+            new_database: args.new_database,
         };
         return runtime.block_on(crate::daemon::main(opts));
     }
@@ -211,7 +212,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Simulate(args) => commands::simulate::run(args).await,
         Command::Demo(args) => commands::demo::run(context, args).await,
         // Started by `run` above, before the CLI's logging; never reaches here.
-        Command::Run => Err(CliError::Failed(anyhow::anyhow!(
+        Command::Run(_) => Err(CliError::Failed(anyhow::anyhow!(
             "`jbxd run` is started by cli::run"
         ))),
         Command::Config(command) => commands::config_check::run(context, command),
@@ -282,12 +283,22 @@ mod tests {
             &["jbxd", "--config", "/tmp/j.toml", "run"][..],
         ] {
             let cli = Cli::try_parse_from(args).unwrap();
-            assert!(matches!(cli.command, Command::Run));
+            assert!(matches!(
+                cli.command,
+                Command::Run(RunArgs {
+                    new_database: false
+                })
+            ));
             assert_eq!(
                 cli.config.as_deref(),
                 Some(std::path::Path::new("/tmp/j.toml"))
             );
         }
+        let cli = Cli::try_parse_from(["jbxd", "run", "--new-database"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run(RunArgs { new_database: true })
+        ));
         let cli = Cli::try_parse_from(["jbxd", "status", "--json", "--config", "x.toml"]).unwrap();
         assert!(matches!(cli.command, Command::Status) && cli.json);
         assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("x.toml")));

@@ -2,21 +2,16 @@
 //! database writable (and its WAL not grown behind a long reader, catalog 31), free disk, a
 //! spot check of stored files (catalog 34), watcher alive. Each result is stored in the `health` table
 //! (`jbxd status` shows it) and drives the global pause: a cause seen puts its pause in force,
-//! a cause seen cleared lifts it, which is the only way pauses end.
+//! a cause seen cleared lifts it, which is the only way pauses end. Also: the last storage
+//! write (`storage_writes`), and a `Retry-After` hold-off reported instead of waited out
+//! (RELIABILITY.md case 118). One log line per change of a check's status, not per run.
 //!
-//! The check runs on `health.schedule`, a tokio-cron-scheduler job driven by one task that
-//! sleeps until the job's next tick ([`HealthScheduler`]). Runs never overlap (a tick that
-//! comes while a run is still going is skipped), a run stops at shutdown (the task selects on
-//! the cancellation token), and the task is stopped from the daemon's one shutdown path. One log line per change of a check's status, not per run.
+//! It runs on `health.schedule` ([`super::health_job`]).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use anyhow::Context as _;
-use tokio_cron_scheduler::Job;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiErrorKind};
 use crate::app::{App, PauseReason};
@@ -79,6 +74,10 @@ pub struct Check {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthReport {
     pub checks: Vec<Check>,
+    /// Why the results could not all be stored (the database refused the write), if so:
+    /// `jbxd status` would show the previous results, so the daemon says it from memory
+    /// (`STATUS=`, the log) and the stale `checked_at` tells the CLI (RELIABILITY.md case 118).
+    pub unrecorded: Option<String>,
 }
 
 impl HealthReport {
@@ -114,16 +113,93 @@ pub async fn check_once(app: &App) -> HealthReport {
 }
 
 /// One health run: every check, results stored, pauses put in force or lifted.
+///
+/// The local checks run and are stored first, the server's after: a server that keeps
+/// requests waiting (a `Retry-After` hold-off, timeouts) must not freeze the rows of the
+/// database, the disk and the storage (RELIABILITY.md case 118).
 pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport {
+    let mut local = HealthReport::default();
+    check_db(app, &mut local, WAL_LIMIT_BYTES).await;
+    check_disk(app, &mut local).await;
+    check_storage(app, &mut local, SPOT_CHECK_HASH_BUDGET).await;
+    check_storage_writes(app, &mut local);
+    check_watcher(app, &mut local, watcher);
+    let stored_local = store(app, &local).await;
+
     let mut report = HealthReport::default();
-    let online = check_server(app, &mut report).await;
-    if online {
-        check_account(app, &mut report).await;
-    }
+    check_api(app, &mut report).await;
     check_terms(app, &mut report).await;
-    check_db(app, &mut report, WAL_LIMIT_BYTES).await;
-    check_disk(app, &mut report).await;
-    check_storage(app, &mut report, SPOT_CHECK_HASH_BUDGET).await;
+    let stored_remote = store(app, &report).await;
+    report.checks.extend(local.checks);
+    report.unrecorded = stored_local.err().or(stored_remote.err());
+    report
+}
+
+/// The server, the key and the quota; during a `Retry-After` hold-off, only what it is (no
+/// request would go out before its end, and the check would wait with it).
+async fn check_api(app: &App, report: &mut HealthReport) {
+    if let Some(hold_off) = app.client.hold_off() {
+        held_off(report, hold_off);
+        return;
+    }
+    let mut changes = app.client.hold_off_changes();
+    changes.mark_unchanged();
+    let mut api = HealthReport::default();
+    let checked = {
+        let run = async {
+            if check_server(app, &mut api).await {
+                check_account(app, &mut api).await;
+            }
+        };
+        tokio::select! {
+            _ = run => true,
+            // A hold-off began mid-check: say so instead of waiting it out.
+            _ = changes.changed() => false,
+        }
+    };
+    match (checked, app.client.hold_off()) {
+        (false, Some(hold_off)) => held_off(report, hold_off),
+        _ => report.checks.extend(api.checks),
+    }
+}
+
+fn held_off(report: &mut HealthReport, hold_off: crate::api::HoldOff) {
+    let until =
+        chrono::Utc::now() + chrono::Duration::from_std(hold_off.remaining).unwrap_or_default();
+    report.push(
+        "server",
+        Status::Degraded,
+        format!(
+            "held off: the server answered HTTP {} with Retry-After; no API request before {} \
+             ({} s from now)",
+            hold_off.status,
+            db::time_text(until),
+            hold_off.remaining.as_secs()
+        ),
+    );
+}
+
+/// The last storage write (staging copy, publish, report) failed: storage is not usable,
+/// whatever the free space says (RELIABILITY.md case 118).
+fn check_storage_writes(app: &App, report: &mut HealthReport) {
+    match app.store.last_write_failure() {
+        Some(failure) => report.push(
+            "storage_writes",
+            Status::Failed,
+            format!(
+                "the last write to data_dir failed: {failure}; dropped files stay in the drop \
+                 folder and reports are retried until writes succeed again"
+            ),
+        ),
+        None => report.push(
+            "storage_writes",
+            Status::Ok,
+            "no failed write since the last successful one",
+        ),
+    }
+}
+
+fn check_watcher(app: &App, report: &mut HealthReport, watcher: Option<&WatcherLiveness>) {
     if let Some(watcher) = watcher {
         match watcher.status() {
             WatchStatus::Watching => report.push(
@@ -138,8 +214,6 @@ pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport
             ),
         }
     }
-    store(app, &report).await;
-    report
 }
 
 async fn set_pause(app: &App, reason: PauseReason, on: bool, detail: &str) {
@@ -596,7 +670,9 @@ async fn check_disk(app: &App, report: &mut HealthReport) {
 }
 
 /// Stores every result, logging each check whose status changed since the stored one.
-async fn store(app: &App, report: &HealthReport) {
+/// Returns the first storing error.
+async fn store(app: &App, report: &HealthReport) -> Result<(), String> {
+    let mut first_error = None;
     let previous = db::health::all(&app.db).await.unwrap_or_default();
     for check in &report.checks {
         let before = previous.iter().find(|row| row.name == check.name);
@@ -618,139 +694,16 @@ async fn store(app: &App, report: &HealthReport) {
         let stored =
             db::health::record(&app.db, check.name, check.status.as_str(), &check.detail).await;
         // When the database is the problem, its check says so; one line per change.
-        if let Err(error) = stored
-            && changed
-        {
-            tracing::error!(%error, check = check.name, "cannot store the health result");
-        }
-    }
-}
-
-/// The running health job.
-pub struct HealthScheduler {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HealthScheduler {
-    /// Starts the job on `health.schedule` (validated at load); the first check runs at once,
-    /// so pauses are right soon after start.
-    pub async fn start(
-        app: App,
-        watcher: Option<WatcherLiveness>,
-        cancel: CancellationToken,
-    ) -> anyhow::Result<Self> {
-        let schedule = app.config.health.schedule.clone();
-        let schedule = Schedule::new(&schedule)
-            .with_context(|| format!("health.schedule `{schedule}` is not a valid schedule"))?;
-        let task = tokio::spawn(run_on_schedule(schedule, app, watcher, cancel));
-        Ok(Self { task })
-    }
-
-    /// Stops the job and waits (up to `timeout`) for a running check to end; running checks
-    /// stop at their next await once the cancellation token fires.
-    pub async fn shutdown(mut self, timeout: Duration) {
-        if tokio::time::timeout(timeout, &mut self.task).await.is_err() {
-            tracing::warn!("a health check was still running at shutdown");
-            self.task.abort();
-        }
-    }
-}
-
-/// Runs a check now, then at every tick of `schedule` until it has no next tick. Checks never
-/// overlap: a tick that comes while a check is still running (slow server) is skipped.
-async fn run_on_schedule(
-    mut schedule: Schedule,
-    app: App,
-    watcher: Option<WatcherLiveness>,
-    cancel: CancellationToken,
-) {
-    loop {
-        run_one(&app, watcher.as_ref(), &cancel).await;
-        // Ticks that passed while the check ran are skipped, not caught up.
-        if schedule.due() {
-            tracing::debug!("health check still running at its next tick; that tick is skipped");
-        }
-        loop {
-            let Some(wait) = schedule.until_next() else {
-                tracing::warn!("health.schedule has no next time; no further health checks");
-                return;
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+        if let Err(error) = stored {
+            if changed {
+                tracing::error!(%error, check = check.name, "cannot store the health result");
             }
-            if schedule.due() {
-                break;
-            }
+            first_error.get_or_insert_with(|| format!("cannot store the health results: {error}"));
         }
     }
-}
-
-/// One check in a task of its own (a panic ends that check, not the schedule), given up at
-/// its next await once `cancel` fires.
-async fn run_one(app: &App, watcher: Option<&WatcherLiveness>, cancel: &CancellationToken) {
-    if cancel.is_cancelled() {
-        return;
-    }
-    let (app, watcher, cancel) = (app.clone(), watcher.cloned(), cancel.clone());
-    let run = tokio::spawn(async move {
-        tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = check(&app, watcher.as_ref()) => {}
-        }
-    });
-    if let Err(error) = run.await
-        && error.is_panic()
-    {
-        tracing::error!("a health check panicked; the next one runs on schedule");
-    }
-}
-
-/// The longest single sleep towards the next tick: the wait is measured on the wall clock the
-/// schedule is written in but slept on the monotonic one, so a clock step is noticed after at
-/// most this long.
-const MAX_TICK_SLEEP: Duration = Duration::from_secs(60);
-
-/// How far past a tick the sleep ends: ticks are whole seconds of the wall clock, and the
-/// monotonic sleep must not end a hair before one.
-const TICK_MARGIN: Duration = Duration::from_millis(10);
-
-/// `health.schedule` as a tokio-cron-scheduler `Job`, driven by the health task instead of a
-/// `JobScheduler`: that one checks its jobs every 500 ms (fixed in 0.15), two wake-ups a second
-/// in an otherwise idle daemon (P6); the task sleeps until the job's next tick instead. The
-/// job's own closure is never run.
-struct Schedule {
-    job: Job,
-}
-
-impl Schedule {
-    fn new(expr: &str) -> Result<Self, tokio_cron_scheduler::JobSchedulerError> {
-        let mut job = Job::new_async(expr, |_, _| Box::pin(async {}))?;
-        // `Job::tick` fires only once the job has a last tick (0.15 has no first-tick case for
-        // cron jobs), and a call records one: make it now, before the first tick, or a first
-        // call after that tick would leave it unfired and its time in the past for good.
-        let _ = job.tick();
-        Ok(Self { job })
-    }
-
-    /// Whether a tick was reached since the last call (several count as one); the next tick
-    /// is then the first one after now.
-    fn due(&mut self) -> bool {
-        self.job.tick().unwrap_or(false)
-    }
-
-    /// How long to sleep for the next tick (`None`: there is none), at most
-    /// [`MAX_TICK_SLEEP`].
-    fn until_next(&mut self) -> Option<Duration> {
-        let next = self.job.job_data().ok()?.next_tick;
-        if next == 0 {
-            return None;
-        }
-        let at = std::time::UNIX_EPOCH + Duration::from_secs(next);
-        let wait = at
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Some((wait + TICK_MARGIN).min(MAX_TICK_SLEEP))
+    match first_error {
+        None => Ok(()),
+        Some(error) => Err(error),
     }
 }
 
@@ -813,36 +766,5 @@ mod tests {
         let check = database_check(app, LIMIT).await;
         assert_eq!(check.status, Status::Ok, "{check:?}");
         assert!(std::fs::metadata(&wal).unwrap().len() <= LIMIT);
-    }
-
-    #[test]
-    fn the_schedule_is_due_once_slept_to_its_next_tick_and_not_again_before_the_one_after() {
-        let mut schedule = Schedule::new("* * * * * *").unwrap();
-        let wait = schedule.until_next().unwrap();
-        assert!(wait <= Duration::from_millis(1010), "{wait:?}");
-        std::thread::sleep(wait);
-        assert!(schedule.due());
-        assert!(!schedule.due());
-        let wait = schedule.until_next().unwrap();
-        assert!(
-            wait > TICK_MARGIN && wait <= Duration::from_millis(1010),
-            "{wait:?}"
-        );
-    }
-
-    #[test]
-    fn ticks_missed_while_busy_count_once_and_the_next_one_is_ahead() {
-        let mut schedule = Schedule::new("* * * * * *").unwrap();
-        std::thread::sleep(Duration::from_millis(2100));
-        assert!(schedule.due());
-        assert!(!schedule.due());
-        assert!(schedule.until_next().unwrap() > TICK_MARGIN);
-    }
-
-    #[test]
-    fn a_far_tick_is_slept_towards_in_pieces_so_a_clock_step_is_noticed() {
-        // Midnight on the first of January.
-        let mut schedule = Schedule::new("0 0 0 1 1 *").unwrap();
-        assert_eq!(schedule.until_next(), Some(MAX_TICK_SLEEP));
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! [`main`] is the bootstrap the CLI calls: no core dumps, configuration and key (exit 78 on
 //! error), logging, the single-instance lock (78 when taken), the database (78 when its schema
-//! is newer or cannot be migrated), the API client, the signal handler, then [`run`].
+//! is newer or cannot be migrated, or when it is missing while `data_dir` holds samples or
+//! reports and `--new-database` was not given), the API client, the signal handler, then
+//! [`run`]. Exit codes: 0 clean stop, 1 failures a restart may cure, 78 what only the operator
+//! can fix, [`EXIT_DATABASE_REPLACED`] (75) the database file deleted or replaced while running.
 //!
 //! [`run`] is the daemon proper, started in-process by tests:
 //!
@@ -15,10 +18,17 @@
 //! 5. on cancellation (SIGTERM/SIGINT) or a worker ending (a bug, fatal): `STOPPING=1`, no new
 //!    claims, in-flight steps get the stop timeout to finish (anything cut off is recovered at
 //!    the next start), the scheduler stops, the WAL is checkpointed, the database closed.
+//!    When the worker that ended is the database watch ([`db_watch`]: the file was deleted
+//!    or replaced), in-flight steps are cut off at once instead: nothing they do can be
+//!    recorded any more.
 
+pub mod db_watch;
 pub mod health;
+pub mod health_job;
+pub mod hold_off;
 pub mod lock;
 pub mod notify;
+mod startup;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,10 +43,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::JoeClient;
 use crate::app::App;
 use crate::config::{self, EXIT_CONFIG, LoadOptions};
-use crate::db::{self, Db, DbError};
+use crate::db;
 use crate::{intake, pipeline, telemetry};
 
-pub use health::{HealthReport, HealthScheduler, check, check_once};
+pub use db_watch::{DatabaseReplaced, EXIT_DATABASE_REPLACED};
+pub use health::{HealthReport, check, check_once};
+pub use health_job::{HealthMemory, HealthScheduler};
 pub use lock::{InstanceLock, LockError};
 pub use notify::Notifier;
 
@@ -98,6 +110,9 @@ impl RunOptions {
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
     pub load: LoadOptions,
+    /// `--new-database`: create a database even though `data_dir` holds samples or reports
+    /// (without it, a missing database next to existing storage is exit 78).
+    pub new_database: bool,
 }
 
 /// Exit code for failures systemd should restart on (I/O errors, a worker crash).
@@ -142,7 +157,7 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
     }
     let config = loaded.loaded.config;
 
-    let _lock = match take_lock(&config) {
+    let _lock = match startup::take_lock(&config) {
         Ok(lock) => lock,
         Err((code, message)) => {
             tracing::error!("{message}");
@@ -151,7 +166,14 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
         }
     };
 
-    let db = match open_checked_db(&config.db_path()).await {
+    if !opts.new_database
+        && let Err(message) = startup::refuse_new_database_next_to_storage(&config)
+    {
+        tracing::error!("{message}");
+        eprintln!("jbxd: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let db = match startup::open_checked_db(&config.db_path()).await {
         Ok(db) => db,
         Err((code, message)) => {
             tracing::error!(error = %message, "cannot open the database");
@@ -174,54 +196,16 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        Err(error) if error.downcast_ref::<DatabaseReplaced>().is_some() => {
+            // Logged loudly where it was found; stderr for whoever started us by hand.
+            eprintln!("jbxd: {error:#}");
+            ExitCode::from(EXIT_DATABASE_REPLACED)
+        }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "daemon failed");
             eprintln!("jbxd: {error:#}");
             ExitCode::from(EXIT_FAILURE)
         }
-    }
-}
-
-/// Opens and migrates the database, then runs `PRAGMA quick_check` (catalog 28). A damaged
-/// file, a newer schema or a failed migration is exit 78: restarting cannot fix them, and the
-/// file is left as it is for the operator (a damaged file is never migrated or written).
-async fn open_checked_db(path: &std::path::Path) -> Result<Db, (u8, String)> {
-    let corrupt = |detail: &str| {
-        format!(
-            "the database {} is damaged ({detail}); stop here and restore it from a backup, or \
-             move it aside to start with an empty one (items and reports recorded in it would be \
-             forgotten)",
-            path.display()
-        )
-    };
-    let db = match Db::open(path).await {
-        Ok(db) => db,
-        Err(error) if db::checks::is_corruption(&error) => {
-            return Err((EXIT_CONFIG, corrupt(&error.to_string())));
-        }
-        Err(error) => {
-            let code = match error {
-                DbError::SchemaNewer { .. } | DbError::Migrate { .. } => EXIT_CONFIG,
-                _ => EXIT_FAILURE,
-            };
-            return Err((code, error.to_string()));
-        }
-    };
-    match db::checks::quick_check(&db).await {
-        Ok(result) if result == "ok" => Ok(db),
-        Ok(problems) => {
-            db.pool().close().await;
-            let mut shown: String = problems.chars().take(300).collect();
-            if shown.len() < problems.len() {
-                shown.push('…');
-            }
-            Err((EXIT_CONFIG, corrupt(&format!("quick_check: {shown}"))))
-        }
-        Err(error) if db::checks::is_corruption(&error) => {
-            db.pool().close().await;
-            Err((EXIT_CONFIG, corrupt(&error.to_string())))
-        }
-        Err(error) => Err((EXIT_FAILURE, format!("cannot check the database: {error}"))),
     }
 }
 
@@ -236,28 +220,6 @@ pub fn disable_core_dumps() {
             std::io::Error::last_os_error()
         );
     }
-}
-
-fn take_lock(config: &config::Config) -> Result<InstanceLock, (u8, String)> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Err(error) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-    {
-        return Err((
-            EXIT_FAILURE,
-            format!(
-                "cannot create data_dir {}: {error}",
-                config.data_dir.display()
-            ),
-        ));
-    }
-    let path = config.data_dir.join(lock::LOCK_FILE);
-    lock::acquire(&path).map_err(|error| match error {
-        LockError::Held { .. } => (EXIT_CONFIG, error.to_string()),
-        LockError::Io { .. } => (EXIT_FAILURE, error.to_string()),
-    })
 }
 
 /// SIGTERM (systemd) and SIGINT (a terminal) cancel `cancel`; a second signal is logged and
@@ -312,11 +274,14 @@ impl Workers {
 
 /// Every long-running worker of the daemon, in one place.
 fn spawn_workers(workers: &mut Workers, app: &App, cancel: &CancellationToken) {
+    // First: while the database is not the file at its path, nothing else may act.
+    workers.spawn(db_watch::WORKER, db_watch::run(app.clone(), cancel.clone()));
     workers.spawn(
         "intake scanner",
         intake::scanner::run(app.clone(), cancel.clone()),
     );
     workers.spawn("url intake", intake::urls::run(app.clone(), cancel.clone()));
+    workers.spawn(hold_off::WORKER, hold_off::run(app.clone(), cancel.clone()));
     workers.spawn("submit", pipeline::submit::run(app.clone(), cancel.clone()));
     workers.spawn(
         "reconcile",
@@ -356,13 +321,14 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     let mut workers = Workers::new();
     spawn_workers(&mut workers, &app, &stop);
 
-    let status = status_line(&app).await;
+    let memory = health.memory();
+    let status = status_line_with(&app, &memory).await;
     notifier.notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     {
         let (app, notifier, stop_token) = (app.clone(), notifier.clone(), stop.clone());
         let interval = opts.status_interval;
         workers.spawn("status", async move {
-            status_loop(app, notifier, interval, status, stop_token).await;
+            status_loop(app, notifier, interval, status, stop_token, memory).await;
             Ok(())
         });
     }
@@ -380,7 +346,17 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
 
     let fatal = supervise(&cancel, &mut workers).await;
 
-    notifier.notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    let replaced = fatal
+        .as_ref()
+        .is_some_and(|e| e.downcast_ref::<DatabaseReplaced>().is_some());
+    notifier.notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status(if replaced {
+            "stopping: the database file was deleted or replaced"
+        } else {
+            "stopping"
+        }),
+    ]);
     match &fatal {
         None => tracing::info!(
             timeout_secs = opts.stop_timeout.as_secs_f64(),
@@ -391,6 +367,11 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
         }
     }
     stop.cancel();
+    if replaced {
+        // Nothing an in-flight step does from now on can be recorded: cut it off rather than
+        // let it make requests or open connections to whatever file is at the path now.
+        workers.set.abort_all();
+    }
     crate::crashpoint::hit("during_shutdown");
 
     let started = tokio::time::Instant::now();
@@ -423,7 +404,8 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     health.shutdown(left).await;
     drop(watcher);
 
-    if let Err(error) = app.db.checkpoint().await {
+    // After a swap, `close` checkpoints through a connection to the old file only.
+    if !replaced && let Err(error) = app.db.checkpoint().await {
         tracing::warn!(%error, "WAL checkpoint at shutdown failed");
     }
     app.db.close().await;
@@ -441,8 +423,9 @@ async fn supervise(cancel: &CancellationToken, workers: &mut Workers) -> Option<
         _ = cancel.cancelled() => None,
         joined = workers.set.join_next_with_id() => Some(match joined {
             Some(Ok((id, Ok(())))) => anyhow!("worker `{}` stopped unexpectedly", workers.name(id)),
+            // As context, so the cause can still be told apart (`DatabaseReplaced`).
             Some(Ok((id, Err(error)))) => {
-                anyhow!("worker `{}` failed: {error:#}", workers.name(id))
+                error.context(format!("worker `{}` failed", workers.name(id)))
             }
             Some(Err(error)) => {
                 let name = workers.name(error.id());
@@ -481,8 +464,14 @@ async fn prepare_storage(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line summary for `STATUS=`: queue depths and pauses.
+/// The one-line summary for `STATUS=`: queue depths, pauses, and what only this process
+/// knows (a `Retry-After` hold-off, a failed storage write).
 pub async fn status_line(app: &App) -> String {
+    status_line_with(app, &HealthMemory::default()).await
+}
+
+/// [`status_line`], plus a health run whose results could not be stored.
+async fn status_line_with(app: &App, memory: &HealthMemory) -> String {
     let mut parts = Vec::new();
     match db::items::counts_by_state(&app.db).await {
         Ok(counts) => {
@@ -516,6 +505,19 @@ pub async fn status_line(app: &App) -> String {
     if app.breaker_open() {
         parts.push("Joe Sandbox unreachable: circuit breaker open, probing".to_owned());
     }
+    if let Some(hold_off) = app.client.hold_off() {
+        parts.push(format!(
+            "held off by the server (HTTP {} Retry-After) for {} s more",
+            hold_off.status,
+            hold_off.remaining.as_secs()
+        ));
+    }
+    if let Some(failure) = app.store.last_write_failure() {
+        parts.push(format!("storage write failed: {failure}"));
+    }
+    if let Some(unrecorded) = memory.unrecorded() {
+        parts.push(format!("health check not recorded: {unrecorded}"));
+    }
     parts.join("; ")
 }
 
@@ -528,6 +530,7 @@ async fn status_loop(
     interval: Duration,
     mut last: String,
     stop: CancellationToken,
+    memory: std::sync::Arc<HealthMemory>,
 ) {
     let interval = interval.max(Duration::from_millis(100));
     let idle = STATUS_IDLE_INTERVAL.max(interval);
@@ -542,7 +545,7 @@ async fn status_loop(
             _ = app.wake.status.notified() => {}
             _ = tokio::time::sleep_until(refreshed + idle) => {}
         }
-        let line = status_line(&app).await;
+        let line = status_line_with(&app, &memory).await;
         if line != last {
             notifier.status(&line);
             last = line;

@@ -183,3 +183,49 @@ pub async fn pick_stored_files(db: &Db, per_kind: usize) -> Result<Vec<StoredFil
     }
     Ok(picked)
 }
+
+// ---- facts the daemon leaves for `jbxd status` (RELIABILITY.md case 118) ------------------
+
+/// `daemon_state` key of the `Retry-After` hold-off in force.
+pub const HOLD_OFF_KEY: &str = "hold_off";
+/// `daemon_state` key of the last health run the daemon finished and when the next is due.
+pub const HEALTH_RUN_KEY: &str = "health_run";
+
+/// A `Retry-After` hold-off as the daemon records it: no API request before `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HoldOffRecord {
+    /// The end of the hold-off (the schema's TEXT time format).
+    pub until: String,
+    /// The HTTP status of the reply that asked for it (429 or 503).
+    pub status: u16,
+    /// When the daemon recorded it.
+    pub recorded_at: String,
+}
+
+/// One finished health run: when, and when the schedule has the next one. A separate process
+/// judges the `health` rows stale from it: when the daemon cannot write (disk full, read-only
+/// `data_dir`) this record stops moving too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HealthRun {
+    pub started_at: String,
+    pub finished_at: String,
+    /// `None` when the schedule has no next time.
+    pub next_at: Option<String>,
+}
+
+/// Stores (or replaces) a JSON fact under `key`.
+pub async fn set_fact<T: Serialize>(db: &Db, key: &str, fact: &T) -> Result<(), DbError> {
+    let json =
+        serde_json::to_string(fact).map_err(|e| DbError::Sqlx(sqlx::Error::Encode(e.into())))?;
+    set_state(db, key, &json).await
+}
+
+/// The JSON fact under `key`; `None` when absent or not readable by this build.
+pub async fn get_fact<T: serde::de::DeserializeOwned>(
+    db: &Db,
+    key: &str,
+) -> Result<Option<T>, DbError> {
+    Ok(get_state(db, key)
+        .await?
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}

@@ -63,6 +63,16 @@ pub enum DbError {
     },
     #[error("no database at {0}: start the daemon (`jbxd run`) first, or check `data_dir`")]
     Missing(PathBuf),
+    /// The file at the database's path is no longer the one opened (RELIABILITY.md case 29):
+    /// every write transaction refuses from then on, so nothing is recorded into a file that
+    /// no longer has a name (and no drop-folder file is unlinked, no submission claimed, on
+    /// the strength of such a record).
+    #[error(
+        "the database file {} is gone or was replaced while jbxd runs; nothing more is \
+         written to it",
+        path.display()
+    )]
+    Replaced { path: PathBuf },
 }
 
 /// A handle on the database; cheap to clone.
@@ -92,11 +102,24 @@ fn connect_options(path: &Path, create: bool) -> SqliteConnectOptions {
 
 impl Db {
     /// Opens (creating it if needed) and migrates the database. Only the daemon calls this.
+    ///
+    /// The file is created by a connection of its own; the pool's connections never create
+    /// one, and are kept for the life of the pool (no idle timeout, no maximum lifetime). A
+    /// connection opened after the file was deleted would otherwise create an empty database
+    /// in its place, and one opened after it was replaced would read the new file through the
+    /// old file's WAL and shared memory (RELIABILITY.md case 29).
     pub async fn open(path: &Path) -> Result<Self, DbError> {
+        if !path.exists() {
+            use sqlx::{ConnectOptions as _, Connection as _};
+            let conn = connect_options(path, true).connect().await?;
+            conn.close().await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect_options(path, true))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect_options(path, false))
             .await?;
         let db = Self {
             pool,
@@ -192,8 +215,29 @@ impl Db {
     }
 
     /// A write transaction that holds the write lock from its first statement.
+    ///
+    /// Refused with [`DbError::Replaced`] once the file at [`Db::path`] is not the one opened
+    /// (RELIABILITY.md case 29). Every transaction the daemon acts on goes through here
+    /// (intake's record before the unlink, the submission claim before the upload), so a
+    /// `stat` per transaction makes "no unlink, no submission after the swap" hold for every
+    /// transaction that starts after it. The check comes after `BEGIN IMMEDIATE`, so the
+    /// connection's file is the one checked, whichever connection the pool handed out; a
+    /// transaction already past it commits into the old file (the window: one transaction).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let replaced = || DbError::Replaced {
+            path: self.path.clone(),
+        };
+        let write = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(write) => write,
+            // A new connection finds no file (the pool never creates one): say why.
+            Err(_) if self.file_replaced() => return Err(replaced()),
+            Err(error) => return Err(error.into()),
+        };
+        if self.file_replaced() {
+            write.rollback().await?;
+            return Err(replaced());
+        }
+        Ok(write)
     }
 
     /// Health probe: how long taking (and releasing) the write lock takes.
@@ -212,8 +256,14 @@ impl Db {
         Ok(rows.join("; "))
     }
 
-    /// Folds the WAL into the database file (clean shutdown, or a large WAL).
+    /// Folds the WAL into the database file (clean shutdown, or a large WAL). Refused once the
+    /// file was replaced: see [`Db::close`].
     pub async fn checkpoint(&self) -> Result<(), DbError> {
+        if self.file_replaced() {
+            return Err(DbError::Replaced {
+                path: self.path.clone(),
+            });
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await?;
@@ -221,8 +271,21 @@ impl Db {
     }
 
     /// Checkpoints and closes every connection.
+    ///
+    /// After the file was deleted or replaced, the checkpoint goes only through a connection
+    /// that is already open (its descriptor is the old file): a new one would open whatever is
+    /// at the path now together with the old file's WAL, and replay that WAL into it. The WAL
+    /// is emptied into the old file, so nothing of it can reach the new one later.
     pub async fn close(&self) {
-        let _ = self.checkpoint().await;
+        if self.file_replaced() {
+            if let Some(mut conn) = self.pool.try_acquire() {
+                let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *conn)
+                    .await;
+            }
+        } else {
+            let _ = self.checkpoint().await;
+        }
         self.pool.close().await;
     }
 }
@@ -238,9 +301,12 @@ pub fn now_ms() -> i64 {
 
 /// A timestamp in the format of the schema's TEXT time columns.
 pub fn now_text() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    time_text(chrono::Utc::now())
+}
+
+/// `at` in the format of the schema's TEXT time columns.
+pub fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Parses a time column back (for ages shown to humans).
@@ -296,6 +362,38 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn case_29_writes_are_refused_once_the_file_is_deleted_or_replaced_and_none_is_recreated()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jbxd.db");
+        let db = Db::open(&path).await.unwrap();
+        db.begin_write().await.unwrap().rollback().await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let refused = db.begin_write().await.map(|_| ()).unwrap_err();
+        assert!(matches!(refused, DbError::Replaced { .. }), "{refused}");
+        assert!(refused.to_string().contains(&path.display().to_string()));
+        // Make the pool open every connection it may: none of them creates an empty file.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(conn)) =
+                tokio::time::timeout(Duration::from_secs(2), db.pool().acquire()).await
+            {
+                held.push(conn);
+            }
+        }
+        assert!(!path.exists(), "a pool connection created a new file");
+        drop(held);
+
+        // Another database renamed into its place: refused the same way.
+        let other = Db::open(&dir.path().join("other.db")).await.unwrap();
+        other.close().await;
+        std::fs::rename(dir.path().join("other.db"), &path).unwrap();
+        assert!(db.file_replaced());
+        let refused = db.begin_write().await.map(|_| ()).unwrap_err();
+        assert!(matches!(refused, DbError::Replaced { .. }), "{refused}");
     }
 
     #[tokio::test]

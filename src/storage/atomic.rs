@@ -43,6 +43,8 @@ pub struct AtomicFile {
     mode: u32,
     /// Set once the rename happened: from then on the temporary name is gone.
     renamed: bool,
+    /// Where a failed write or commit is noted, and what to call it (reports, case 118).
+    observer: Option<(Arc<super::WriteLog>, &'static str)>,
 }
 
 impl AtomicFile {
@@ -75,7 +77,14 @@ impl AtomicFile {
             target: dir.join(name),
             mode,
             renamed: false,
+            observer: None,
         })
+    }
+
+    /// Notes this file's failed writes, failed commit or successful commit in `log`.
+    pub(crate) fn observed_by(mut self, log: Arc<super::WriteLog>, what: &'static str) -> Self {
+        self.observer = Some((log, what));
+        self
     }
 
     /// The writer to write the content into.
@@ -91,6 +100,18 @@ impl AtomicFile {
     /// Flushes, fsyncs, sets the final mode, renames into place (replacing an older file of the
     /// same name) and fsyncs the directory. A file whose writes failed is refused.
     pub async fn commit(mut self) -> io::Result<PathBuf> {
+        let observer = self.observer.take();
+        let result = self.commit_unobserved().await;
+        if let Some((log, what)) = observer {
+            match &result {
+                Ok(_) => log.succeeded(),
+                Err(e) => log.failed(what, &self.target, e),
+            }
+        }
+        result
+    }
+
+    async fn commit_unobserved(&mut self) -> io::Result<PathBuf> {
         let mut writer = self.writer.take().expect("writer present until commit");
         // Fails if any write failed, so a file with a hole is never renamed into place.
         writer.flush().await?;
@@ -114,6 +135,12 @@ impl AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
+        // Given up after a write failed (the download noticed it and dropped the file).
+        if let (Some((log, what)), Some(writer)) = (&self.observer, &self.writer)
+            && let Some(kind) = writer.failed
+        {
+            log.failed(what, &self.target, &io::Error::from(kind));
+        }
         if !self.renamed {
             // Not committed: the content is incomplete and must not survive. A write still in
             // flight goes to the unlinked inode, which disappears with its last descriptor.

@@ -13,8 +13,10 @@ mod atomic;
 mod names;
 mod reserved;
 mod store;
+mod writes;
 
 pub use atomic::{AtomicFile, AtomicWriter, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
 pub use reserved::{PublishError, ReservedFile, rename_noreplace};
 pub use store::{FileCheck, StagedSample, StagedTemp, Store};
+pub use writes::{WriteFailure, WriteLog};

@@ -23,12 +23,18 @@ use sha2::{Digest, Sha256};
 
 use super::atomic::{AtomicFile, TEMP_PREFIX, TEMP_SUFFIX};
 use super::names::safe_file_name;
+use super::writes::{WriteFailure, WriteLog};
 
 const INCOMING: &str = "quarantine/incoming";
 const SAMPLES: &str = "quarantine/samples";
 const REPORTS: &str = "reports";
 
 const COPY_BUFFER_SIZE: usize = 256 * 1024;
+
+/// What each kind of write is called in a noted failure.
+const STAGING: &str = "copying a sample into quarantine";
+const PUBLISHING: &str = "making staged samples durable in";
+const REPORTING: &str = "writing the report";
 
 thread_local! {
     /// The copy buffer of this (blocking) thread, allocated once.
@@ -97,12 +103,15 @@ fn syncfs(file: &fs::File) -> io::Result<()> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// The outcome of the last write, shared by every clone (RELIABILITY.md case 118).
+    writes: std::sync::Arc<WriteLog>,
 }
 
 impl Store {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             root: data_dir.to_owned(),
+            writes: std::sync::Arc::default(),
         }
     }
 
@@ -113,6 +122,11 @@ impl Store {
     /// Absolute path of a stored file from its database path.
     pub fn abs(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
+    }
+
+    /// The last storage write's failure, if the last write failed (RELIABILITY.md case 118).
+    pub fn last_write_failure(&self) -> Option<WriteFailure> {
+        self.writes.last_failure()
     }
 
     /// Creates the tree (0700 directories).
@@ -151,7 +165,13 @@ impl Store {
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)?;
+            .open(&temp)
+            .inspect_err(|e| self.writes.failed(STAGING, &temp, e))?;
+        // Only our side's failures are noted: a source that cannot be read is not storage.
+        let wrote = |e: io::Error| {
+            self.writes.failed(STAGING, &temp, &e);
+            e
+        };
         let result = (|| {
             let mut sha256 = Sha256::new();
             let mut md5 = Md5::new();
@@ -169,12 +189,13 @@ impl Store {
                     sha256.update(&buf[..n]);
                     md5.update(&buf[..n]);
                     sha1.update(&buf[..n]);
-                    out.write_all(&buf[..n])?;
+                    out.write_all(&buf[..n]).map_err(wrote)?;
                     size += n as u64;
                     crate::crashpoint::hit("mid_copy");
                 }
             })?;
-            out.set_permissions(fs::Permissions::from_mode(0o400))?;
+            out.set_permissions(fs::Permissions::from_mode(0o400))
+                .map_err(wrote)?;
             let sha256 = hex::encode(sha256.finalize());
             Ok(StagedSample {
                 rel_path: format!("{SAMPLES}/{sha256}"),
@@ -204,6 +225,15 @@ impl Store {
     /// is durable and may be recorded; on error none may be (the copies not yet renamed are
     /// deleted). Blocking: run it on a blocking thread.
     pub fn publish(&self, batch: Vec<StagedTemp>) -> io::Result<Vec<StagedSample>> {
+        let result = self.publish_unobserved(batch);
+        match &result {
+            Ok(_) => self.writes.succeeded(),
+            Err(e) => self.writes.failed(PUBLISHING, &self.root.join(SAMPLES), e),
+        }
+        result
+    }
+
+    fn publish_unobserved(&self, batch: Vec<StagedTemp>) -> io::Result<Vec<StagedSample>> {
         match batch.as_slice() {
             [] => return Ok(Vec::new()),
             [one] => one.file.sync_all()?,
@@ -241,12 +271,19 @@ impl Store {
         })?;
         let rel_dir = format!("{REPORTS}/{webid_dir}");
         let dir = self.root.join(&rel_dir);
-        tokio::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .await?;
-        let file = AtomicFile::create(&dir, file_name, mode).await?;
+        let created = async {
+            tokio::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .await?;
+            AtomicFile::create(&dir, file_name, mode).await
+        }
+        .await;
+        let file =
+            created.inspect_err(|e| self.writes.failed(REPORTING, &dir.join(file_name), e))?;
+        // Its writes and its commit are noted by the file itself.
+        let file = file.observed_by(self.writes.clone(), REPORTING);
         Ok((file, format!("{rel_dir}/{file_name}")))
     }
 
@@ -272,6 +309,47 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// How many samples (`quarantine/samples`) and report files (`reports/<webid>/`) are
+    /// stored, temporaries not counted: what a database created now would know nothing about
+    /// (the daemon refuses to start a new database next to them, RELIABILITY.md case 29).
+    /// Missing directories count as empty. Read-only.
+    pub fn stored_counts(&self) -> io::Result<(usize, usize)> {
+        fn files_in(dir: &Path) -> io::Result<usize> {
+            let entries = match fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut n = 0;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX))
+                    && entry.file_type()?.is_file()
+                {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+        let samples = files_in(&self.root.join(SAMPLES))?;
+        let mut reports = 0;
+        match fs::read_dir(self.root.join(REPORTS)) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type()?.is_dir() {
+                        reports += files_in(&entry.path())?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok((samples, reports))
     }
 
     /// Whether a stored file is intact: present, of the recorded size and sha256, and without

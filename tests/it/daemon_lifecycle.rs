@@ -435,6 +435,7 @@ async fn case_17_a_second_instance_exits_78_naming_the_lock_holder() {
             config_file: Some(path),
             overrides: vec![],
         },
+        new_database: false,
     })
     .await;
     assert_eq!(code, ExitCode::from(78));
@@ -461,6 +462,7 @@ async fn case_104_configuration_errors_exit_78_before_anything_starts() {
             config_file: Some(path),
             overrides: vec![],
         },
+        new_database: false,
     })
     .await;
     assert_eq!(code, ExitCode::from(78));

@@ -1198,3 +1198,175 @@ async fn demo_runs_the_daemon_offline_and_prints_a_malicious_verdict_with_its_re
     assert_eq!(status.code, 0, "{status:?}");
     assert_eq!(status.json()["items"]["done"], 6);
 }
+
+// ---- an honest status (catalog 118) -------------------------------------------------------
+
+/// `jbxd --json status` for `config`, parsed.
+async fn status_json(config: &Path) -> Value {
+    let run = jbxd(
+        &["--config", config.to_str().unwrap(), "--json", "status"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    run.json()
+}
+
+/// Polls `jbxd --json status` until `holds` says yes (Ok) or `within` passes (Err); the last
+/// document either way.
+async fn status_until(
+    config: &Path,
+    within: Duration,
+    holds: impl Fn(&Value) -> bool,
+) -> Result<Value, Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let doc = status_json(config).await;
+        if holds(&doc) {
+            return Ok(doc);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(doc);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn health_row<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
+    doc["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_118_status_shows_a_retry_after_hold_off_while_the_health_rows_keep_moving() {
+    use jbxd::simulator::{Fault, FaultRule};
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let config = write_config(
+        env.dir.path(),
+        &env.app.config.data_dir,
+        &env.app.config.drop_dir,
+        "",
+    );
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        notifier: Notifier::disabled(),
+        stop_timeout: Duration::from_secs(2),
+        ..RunOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(env.app.clone(), cancel.clone(), options));
+    if let Err(doc) = status_until(&config, Duration::from_secs(10), |doc| {
+        doc["overall"]["status"] == "ok"
+    })
+    .await
+    {
+        panic!("the daemon never looked healthy: {doc}");
+    }
+
+    // The next request (the health check's, every second) gets 429 with Retry-After: 30.
+    env.sim.faults().add(FaultRule::times(
+        None,
+        Fault::RateLimit {
+            retry_after: Some("30".into()),
+        },
+        1,
+    ));
+    let doc = status_until(&config, Duration::from_secs(10), |doc| {
+        !doc["hold_off"].is_null()
+    })
+    .await
+    .unwrap_or_else(|doc| panic!("the hold-off was not recorded: {doc}"));
+    assert_eq!(doc["hold_off"]["http_status"], 429, "{doc}");
+    let remaining = doc["hold_off"]["remaining_secs"].as_i64().unwrap();
+    assert!((20..=30).contains(&remaining), "{doc}");
+    assert_ne!(doc["overall"]["status"], "ok", "{doc}");
+    assert!(
+        doc["overall"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("Retry-After")),
+        "{doc}"
+    );
+
+    // The local rows keep moving during the hold-off, and the server row says why it waits.
+    let before = health_row(&doc, "database").unwrap()["checked_at"].clone();
+    let moving = status_until(&config, Duration::from_secs(10), |doc| {
+        health_row(doc, "database").unwrap()["checked_at"] != before
+            && health_row(doc, "server").unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("held off")
+    })
+    .await;
+    if let Err(doc) = moving {
+        panic!("the health rows froze during the hold-off: {doc}");
+    }
+    let text = jbxd(&["--config", config.to_str().unwrap(), "status"], &[]).await;
+    assert!(
+        text.stdout
+            .contains("held off:  held off: the server answered HTTP 429"),
+        "{text:?}"
+    );
+    assert!(!text.stdout.contains("overall:   ok"), "{text:?}");
+
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_118_status_calls_health_rows_stale_when_nothing_was_recorded_for_two_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, config) = empty_data_dir(dir.path()).await;
+    let ago = |secs: i64| db::time_text(chrono::Utc::now() - chrono::Duration::seconds(secs));
+    // The last run a daemon recorded: ten minutes ago, on a one-minute schedule; its rows
+    // said all was well.
+    let run = db::health::HealthRun {
+        started_at: ago(601),
+        finished_at: ago(600),
+        next_at: Some(ago(541)),
+    };
+    db::health::set_fact(&db, db::health::HEALTH_RUN_KEY, &run)
+        .await
+        .unwrap();
+    for name in ["database", "disk", "storage_writes"] {
+        sqlx::query(
+            "INSERT INTO health (name, status, detail, checked_at) VALUES (?, 'ok', 'fine', ?)",
+        )
+        .bind(name)
+        .bind(ago(600))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let doc = status_json(&config).await;
+    assert_eq!(doc["overall"]["status"], "stale", "{doc}");
+    assert_eq!(doc["health_freshness"]["stale"], true, "{doc}");
+    assert_eq!(doc["health_freshness"]["interval_secs"], 60, "{doc}");
+    let text = jbxd(&["--config", config.to_str().unwrap(), "status"], &[]).await;
+    assert!(
+        text.stdout
+            .contains("health:    stale: last recorded 10 min"),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("overall:   stale"), "{text:?}");
+
+    // A run recorded just now: fresh, and all ok again.
+    let run = db::health::HealthRun {
+        started_at: ago(1),
+        finished_at: ago(0),
+        next_at: Some(ago(-59)),
+    };
+    db::health::set_fact(&db, db::health::HEALTH_RUN_KEY, &run)
+        .await
+        .unwrap();
+    for name in ["database", "disk", "storage_writes"] {
+        db::health::record(&db, name, "ok", "fine").await.unwrap();
+    }
+    db.close().await;
+    let doc = status_json(&config).await;
+    assert_eq!(doc["overall"]["status"], "ok", "{doc}");
+    assert_eq!(doc["health_freshness"]["stale"], false, "{doc}");
+}

@@ -1,7 +1,9 @@
 //! Reliability catalog group B (`../shared/reliability.md` §3): SQLite lock contention
 //! (21–23), the write-transaction rule (24), a full or failing state volume (25, 26), a
-//! database from a newer jbxd (27), a damaged database (28) and stored files deleted or altered
-//! behind jbxd's back (34). Each test names its case.
+//! database from a newer jbxd (27), a damaged database (28), the database deleted or replaced
+//! under a running daemon (29), stored files deleted or altered behind jbxd's back (34) and the
+//! lock file deleted under a running daemon (114, with 29 the tests that run the real binary
+//! as systemd would). Each test names its case.
 //!
 //! The external writer of 21–23 is a separate SQLite connection to the daemon's file, as an
 //! operator's `sqlite3` or a URL producer would open it. The disk cases mount a small tmpfs as
@@ -846,8 +848,9 @@ async fn case_29_a_database_file_deleted_while_running_fails_the_health_check() 
     );
     let path = app.config.db_path();
     std::fs::remove_file(&path).unwrap();
-    // The open connections still write happily into the unlinked inode.
-    app.db.write_probe().await.unwrap();
+    // The open connections would write happily into the unlinked inode: writes are refused.
+    let refused = app.db.write_probe().await.unwrap_err();
+    assert!(matches!(refused, db::DbError::Replaced { .. }), "{refused}");
     let after = daemon::check_once(app).await;
     let check = after.get("database").unwrap();
     assert_eq!(check.status, daemon::health::Status::Failed, "{check:?}");
@@ -857,6 +860,305 @@ async fn case_29_a_database_file_deleted_while_running_fails_the_health_check() 
         "{check:?}"
     );
     assert_eq!(after.overall(), daemon::health::Status::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_29_after_the_swap_intake_leaves_dropped_files_and_nothing_is_claimed_for_submission()
+{
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let app = &env.app;
+    // One item recorded and queued before the swap, not yet submitted.
+    std::fs::write(env.drop_dir().join("before.exe"), b"MZ recorded before").unwrap();
+    let mut scan = ScanState::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.drop_dir().join("before.exe").exists() {
+        assert!(Instant::now() < deadline, "the first file was not taken");
+        scanner::run_once(app, &mut scan).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = Db::open(&env.dir.path().join("other.db")).await.unwrap();
+    other.close().await;
+    std::fs::rename(env.dir.path().join("other.db"), app.config.db_path()).unwrap();
+
+    let after = env.drop_dir().join("after.exe");
+    std::fs::write(&after, b"MZ dropped after the swap").unwrap();
+    // Past the settle time: the scanner stages the file, then its record is refused.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut scan = ScanState::default();
+    let mut refusals = 0;
+    for _ in 0..3 {
+        if let Err(error) = scanner::run_once(app, &mut scan).await {
+            assert!(
+                format!("{error:#}").contains("gone or was replaced"),
+                "{error:#}"
+            );
+            refusals += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(refusals > 0, "the record of the new file was not refused");
+    assert!(after.exists(), "a file dropped after the swap was taken");
+    let error = submit::run_once(app).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("gone or was replaced"),
+        "{error:#}"
+    );
+    assert!(
+        env.sim.accepted_submissions().is_empty(),
+        "submitted after the swap"
+    );
+}
+
+// ---- the real binary: the database swapped, the lock file deleted (29, 114) ---------------
+
+/// `jbxd run` as systemd starts it (a notify socket), waited for until `READY=1`.
+struct RunningDaemon {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl RunningDaemon {
+    async fn start(dir: &Path, config: &Path, extra: &[&str]) -> Self {
+        let notify_path = dir.join(format!("notify-{}.sock", fastrand::u32(..)));
+        let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+        let child = common::jbxd_command()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env("JBX_API_KEY", TEST_API_KEY)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = notify.recv(&mut buf).await.unwrap();
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("READY=1 within 30 s");
+        let pid = child.id().unwrap();
+        Self { child, pid }
+    }
+
+    /// Waits (up to `within`) for the daemon to exit by itself: (exit code, stderr).
+    async fn exited(self, within: Duration) -> (i32, String) {
+        let output = tokio::time::timeout(within, self.child.wait_with_output())
+            .await
+            .expect("the daemon exits by itself")
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// SIGTERM, then the exit.
+    async fn stop(self) -> (i32, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        self.exited(Duration::from_secs(30)).await
+    }
+}
+
+/// A data directory, a drop folder and a `jbxd.toml` with fast timings against `api_url`.
+fn daemon_config(dir: &Path, api_url: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (data_dir, drop_dir) = (dir.join("data"), dir.join("drop"));
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    let config = common::write_config(
+        dir,
+        &data_dir,
+        &drop_dir,
+        &format!(
+            "[api]\nurl = {api_url:?}\naccept_tac = true\n[intake]\nsettle_ms = 200\n\
+             scan_interval_secs = 1\n[poll]\nexpected_analysis_secs = 0\nmin_interval_secs = 0\n\
+             max_interval_secs = 1\n[health]\nmin_free_disk_mb = 1\n"
+        ),
+    );
+    (config, data_dir, drop_dir)
+}
+
+/// Drops `name` the proper way (written under a temporary name, renamed in).
+fn drop_named(drop_dir: &Path, name: &str, content: &[u8]) {
+    let temp = drop_dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, content).unwrap();
+    std::fs::rename(&temp, drop_dir.join(name)).unwrap();
+}
+
+/// Drops one file and waits until the daemon took it and the simulator accepted it.
+async fn one_submission(sim: &jbxd::simulator::Simulator, drop_dir: &Path) {
+    drop_named(drop_dir, "before.exe", b"MZ taken before the swap");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sim.accepted_submissions().len() == 1 && !drop_dir.join("before.exe").exists()
+        })
+        .await,
+        "the first file was not submitted"
+    );
+}
+
+/// Drops three files at once after the swap; returns their paths.
+fn drop_after_swap(drop_dir: &Path) -> Vec<PathBuf> {
+    (0..3)
+        .map(|i| {
+            let name = format!("after-{i}.exe");
+            drop_named(
+                drop_dir,
+                &name,
+                format!("MZ dropped after the swap {i}").as_bytes(),
+            );
+            drop_dir.join(name)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_29_a_database_deleted_under_the_daemon_stops_it_with_exit_75_and_a_restart_refuses_without_new_database()
+ {
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data_dir, drop_dir) = daemon_config(dir.path(), &sim.api_url());
+    let daemon = RunningDaemon::start(dir.path(), &config, &[]).await;
+    one_submission(&sim, &drop_dir).await;
+
+    let db_path = data_dir.join("jbxd.db");
+    let swapped = Instant::now();
+    std::fs::remove_file(&db_path).unwrap();
+    let after = drop_after_swap(&drop_dir);
+    let (code, stderr) = daemon.exited(Duration::from_secs(10)).await;
+    assert_eq!(code, 75, "{stderr}");
+    assert!(
+        stderr.contains("was deleted or replaced")
+            && stderr.contains(&db_path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(swapped.elapsed() < Duration::from_secs(10));
+    for path in &after {
+        assert!(path.exists(), "{} was taken after the swap", path.display());
+    }
+    assert_eq!(
+        sim.accepted_submissions().len(),
+        1,
+        "submitted after the swap"
+    );
+    assert!(
+        !db_path.exists(),
+        "an empty database was created in its place"
+    );
+
+    // The restart finds storage but no database: exit 78, naming what is there.
+    let (code, stderr) = jbxd_run(&config).await;
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("refusing to create a new database next to existing storage (1 samples")
+            && stderr.contains(&data_dir.display().to_string())
+            && stderr.contains("--new-database"),
+        "{stderr}"
+    );
+    assert!(!db_path.exists());
+
+    // Told to: it starts on a new database and takes the files left in the folder.
+    let daemon = RunningDaemon::start(dir.path(), &config, &["--new-database"]).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sim.accepted_submissions().len() == 4 && after.iter().all(|p| !p.exists())
+        })
+        .await,
+        "the files left in the folder were not taken after the restart"
+    );
+    let (code, stderr) = daemon.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_29_a_database_replaced_under_the_daemon_stops_it_with_exit_75_and_takes_nothing_more()
+{
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data_dir, drop_dir) = daemon_config(dir.path(), &sim.api_url());
+    let daemon = RunningDaemon::start(dir.path(), &config, &[]).await;
+    one_submission(&sim, &drop_dir).await;
+
+    // Another (valid) database moved over it, as a careless restore would.
+    let other = Db::open(&dir.path().join("other.db")).await.unwrap();
+    other.close().await;
+    let replacement = std::fs::read(dir.path().join("other.db")).unwrap();
+    std::fs::rename(dir.path().join("other.db"), data_dir.join("jbxd.db")).unwrap();
+    let after = drop_after_swap(&drop_dir);
+    let (code, stderr) = daemon.exited(Duration::from_secs(10)).await;
+    assert_eq!(code, 75, "{stderr}");
+    assert!(stderr.contains("was deleted or replaced"), "{stderr}");
+    for path in &after {
+        assert!(path.exists(), "{} was taken after the swap", path.display());
+    }
+    assert_eq!(
+        sim.accepted_submissions().len(),
+        1,
+        "submitted after the swap"
+    );
+    // Nothing of the old database's WAL was written into the replacement.
+    assert_eq!(
+        std::fs::read(data_dir.join("jbxd.db")).unwrap(),
+        replacement,
+        "the replacement was written to"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_114_with_the_lock_file_deleted_a_second_daemon_is_refused_and_the_first_keeps_working()
+ {
+    let sim = jbxd::testing::simulator(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data_dir, drop_dir) = daemon_config(dir.path(), &sim.api_url());
+    let first = RunningDaemon::start(dir.path(), &config, &[]).await;
+    std::fs::remove_file(data_dir.join(daemon::lock::LOCK_FILE)).unwrap();
+
+    let (code, stderr) = jbxd_run(&config).await;
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another instance (pid {}) holds the lock",
+            first.pid
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !data_dir.join(daemon::lock::LOCK_FILE).exists(),
+        "the refused daemon created a lock file"
+    );
+
+    for i in 0..5 {
+        drop_named(
+            &drop_dir,
+            &format!("s{i}.exe"),
+            format!("MZ sample {i}").as_bytes(),
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sim.accepted_submissions().len() == 5
+        })
+        .await,
+        "the first daemon stopped working"
+    );
+    let db = Db::open_existing(&data_dir.join("jbxd.db")).await.unwrap();
+    assert_eq!(
+        db::items::list(&db, 100).await.unwrap().len(),
+        5,
+        "one item per file"
+    );
+    db.close().await;
+    let (code, stderr) = first.stop().await;
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// Drops one sample and runs the pipeline steps until its item is done; returns the item.
@@ -993,4 +1295,142 @@ async fn case_34_a_deleted_sample_and_an_altered_report_degrade_storage_until_re
         .await
         .unwrap();
     assert_eq!(remembered, None);
+}
+
+// ---- storage writes failing while the database is fine (118) -------------------------------
+
+/// `path` bind-mounted onto itself read-only for one test (root only), unmounted when dropped.
+struct ReadOnlyBind {
+    path: PathBuf,
+}
+
+impl ReadOnlyBind {
+    fn mount(path: &Path) -> Option<Self> {
+        let bind = Command::new("mount")
+            .arg("--bind")
+            .arg(path)
+            .arg(path)
+            .output();
+        match bind {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                eprintln!(
+                    "not applicable here: cannot bind-mount ({}); run as root",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("not applicable here: no mount command ({e})");
+                return None;
+            }
+        }
+        let bind = Self {
+            path: path.to_owned(),
+        };
+        let ro = Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ro.success(), "cannot make the bind mount read-only");
+        Some(bind)
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_118_a_read_only_storage_tree_fails_storage_writes_in_health_and_status_until_a_write_succeeds()
+ {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let app = &env.app;
+    let report = daemon::check_once(app).await;
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Ok, "{check:?}");
+    assert_eq!(report.unrecorded, None);
+
+    // The quarantine (and only it) turns read-only; the database stays writable.
+    let quarantine = app.config.data_dir.join("quarantine");
+    let Some(read_only) = ReadOnlyBind::mount(&quarantine) else {
+        return;
+    };
+    let dropped = env.drop_dir().join("blocked.exe");
+    std::fs::write(&dropped, b"MZ cannot be staged").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut scan = ScanState::default();
+    let _ = scanner::run_once(app, &mut scan).await;
+    assert!(dropped.exists(), "the source must stay");
+    let failure = app
+        .store
+        .last_write_failure()
+        .expect("the failed staging copy is noted");
+    assert!(failure.error.contains("Read-only"), "{failure:?}");
+    assert!(
+        failure.path.starts_with(&quarantine.display().to_string()),
+        "{failure:?}"
+    );
+
+    // Free space is fine, the disk check says ok: the storage_writes check does not.
+    let report = daemon::check_once(app).await;
+    assert_eq!(
+        report.get("disk").unwrap().status,
+        daemon::health::Status::Ok
+    );
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Failed, "{check:?}");
+    assert!(
+        check.detail.contains("copying a sample into quarantine"),
+        "{check:?}"
+    );
+    assert_eq!(report.overall(), daemon::health::Status::Failed);
+    assert!(
+        daemon::status_line(app)
+            .await
+            .contains("storage write failed"),
+        "{}",
+        daemon::status_line(app).await
+    );
+    // Recorded (the database takes writes), so `jbxd status` in another process sees it.
+    let config = common::write_config(
+        env.dir.path(),
+        &app.config.data_dir,
+        &app.config.drop_dir,
+        "",
+    );
+    let status = common::jbxd_command()
+        .args(["--config", config.to_str().unwrap(), "--json", "status"])
+        .output()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["overall"]["status"], "failed", "{doc}");
+    assert!(
+        doc["overall"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("storage_writes failed")),
+        "{doc}"
+    );
+
+    // Writable again: the next staging succeeds, and the check with it.
+    drop(read_only);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dropped.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the file was not taken once writable"
+        );
+        let _ = scanner::run_once(app, &mut scan).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.store.last_write_failure(), None);
+    let report = daemon::check_once(app).await;
+    let check = report.get("storage_writes").unwrap();
+    assert_eq!(check.status, daemon::health::Status::Ok, "{check:?}");
 }
