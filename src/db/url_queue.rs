@@ -93,11 +93,14 @@ pub async fn insert(db: &Db, url: &str, params: Option<&str>) -> Result<i64, DbE
 /// that may be read, for the rows within the budget (a prefix of `head`: nothing is skipped).
 pub async fn fetch_new(db: &Db, bounds: &ReadBounds) -> Result<NewBatch, DbError> {
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    // The plan is pinned (`INDEXED BY` the partial index of new rows, `CROSS JOIN` to keep the
+    // batch outside and look each row up by id): on a queue where every row is new, the
+    // planner may otherwise prefer a full scan (RELIABILITY.md case 110).
     let rows: Vec<RawRow> = sqlx::query_as(
         "WITH head AS (
               SELECT id, typeof(url) AS url_type, octet_length(url) AS url_len,
                      octet_length(params) AS params_len
-                FROM url_queue WHERE status = 'new' ORDER BY id LIMIT ?1),
+                FROM url_queue INDEXED BY url_queue_new WHERE status = 'new' ORDER BY id LIMIT ?1),
               sized AS (
               SELECT id, url_type, url_len, params_len,
                      url_type = 'text' AND url_len <= ?2 AS read_url,
@@ -108,7 +111,7 @@ pub async fn fetch_new(db: &Db, bounds: &ReadBounds) -> Result<NewBatch, DbError
          SELECT b.id, b.url_type, b.url_len, b.params_len, b.head_rows,
                 iif(b.read_url, CAST(q.url AS BLOB), NULL) AS url_bytes,
                 iif(b.read_params, CAST(q.params AS BLOB), NULL) AS params_bytes
-           FROM sized AS b JOIN url_queue AS q ON q.id = b.id
+           FROM sized AS b CROSS JOIN url_queue AS q ON q.id = b.id
           WHERE b.running <= ?4 OR b.id = (SELECT min(id) FROM head)
           ORDER BY b.id",
     )

@@ -17,7 +17,7 @@ const HOT: &[(&str, &str, &str)] = &[
         "WITH head AS (
               SELECT id, typeof(url) AS url_type, octet_length(url) AS url_len,
                      octet_length(params) AS params_len
-                FROM url_queue WHERE status = 'new' ORDER BY id LIMIT ?1),
+                FROM url_queue INDEXED BY url_queue_new WHERE status = 'new' ORDER BY id LIMIT ?1),
               sized AS (
               SELECT id, url_type, url_len, params_len,
                      url_type = 'text' AND url_len <= ?2 AS read_url,
@@ -28,7 +28,7 @@ const HOT: &[(&str, &str, &str)] = &[
          SELECT b.id, b.url_type, b.url_len, b.params_len, b.head_rows,
                 iif(b.read_url, CAST(q.url AS BLOB), NULL) AS url_bytes,
                 iif(b.read_params, CAST(q.params AS BLOB), NULL) AS params_bytes
-           FROM sized AS b JOIN url_queue AS q ON q.id = b.id
+           FROM sized AS b CROSS JOIN url_queue AS q ON q.id = b.id
           WHERE b.running <= ?4 OR b.id = (SELECT min(id) FROM head)
           ORDER BY b.id",
     ),
