@@ -68,11 +68,12 @@ pub(crate) fn parse_reply(
         .and_then(|errors| errors.first())
         .ok_or_else(unexpected)?;
     let code = first.get("code").and_then(Value::as_i64).unwrap_or(0);
-    let message = first
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("(no message)")
-        .to_owned();
+    // The server's text goes into log lines, the database and the CLI's output: one printable
+    // line of bounded length, whatever the server sent (RELIABILITY.md case 119).
+    let message = first.get("message").and_then(Value::as_str).map_or_else(
+        || "(no message)".to_owned(),
+        |m| crate::text::one_line(m, 1000),
+    );
     Err(ApiError::Api {
         kind: ApiErrorKind::from_code(code, &message),
         code,
@@ -197,6 +198,23 @@ mod tests {
                 .unwrap()
                 .next,
             None
+        );
+    }
+
+    #[test]
+    fn case_119_a_server_message_is_one_printable_line_of_bounded_length() {
+        let body = format!(
+            r#"{{"errors": [{{"code": 2, "message": "a\r\nb\u001b[2K{}"}}]}}"#,
+            "x".repeat(5000)
+        );
+        let err = parse_reply(400, None, body.as_bytes()).unwrap_err();
+        let message = err.server_message();
+        assert!(message.starts_with("a\\r\\nb\\u{1b}[2K"), "{message}");
+        assert!(!message.chars().any(char::is_control));
+        assert_eq!(
+            message.chars().count(),
+            1001,
+            "1000 characters and the ellipsis"
         );
     }
 

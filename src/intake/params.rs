@@ -120,6 +120,17 @@ fn set(params: &mut SubmissionParams, name: &str, value: &str) -> Result<(), Par
     if name.trim().is_empty() {
         return Err(bad(name, "has an empty name"));
     }
+    // A name is sent as a form field name: control characters, spaces or `=` can only be a
+    // mangled or hostile name (the reason quotes it escaped, RELIABILITY.md case 119).
+    if name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '=')
+    {
+        return Err(bad(
+            name,
+            "has control characters, spaces or '=' in its name",
+        ));
+    }
     params.set(name, value).map_err(|e| match e {
         crate::api::ParamError::BadValue { expected, .. } => {
             bad(name, format!("expects {expected}"))

@@ -21,6 +21,7 @@ mod daemon_lifecycle;
 mod http_faults;
 mod intake;
 mod interop;
+mod log_text;
 mod operator_cli;
 mod pipeline;
 mod properties;
