@@ -1,5 +1,5 @@
 //! [`ConfigError`]: every way the configuration or the connection settings can be unusable,
-//! for the daemon and the CLI alike. Always exit code 78 (`EX_CONFIG`), which the systemd unit
+//! for the daemon and the CLI alike (the one error type of the connection resolver). Always exit code 78 (`EX_CONFIG`), which the systemd unit
 //! lists in `RestartPreventExitStatus=` so a typo does not become a restart loop.
 
 use std::path::PathBuf;
@@ -23,6 +23,10 @@ pub enum ConfigError {
     /// The API key is missing, empty, or its file is unsafe.
     #[error("API key: {0}")]
     ApiKey(String),
+    /// Settings the API client refuses once it reads them (a CA file that is unreadable or not
+    /// PEM, a proxy it cannot use).
+    #[error("{0}")]
+    Client(String),
 }
 
 impl ConfigError {

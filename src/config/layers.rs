@@ -26,6 +26,56 @@ const NON_CONFIG_ENV: &[&str] = &[
 /// Prefixes of further non-configuration variables.
 const NON_CONFIG_ENV_PREFIXES: &[&str] = &["JBXD_SIM_", "JBXD_TEST_"];
 
+/// The official client's (jbxapi's) variables, which the CLI and the daemon both read.
+pub const ENV_URL: &str = "JBX_API_URL";
+pub const ENV_KEY: &str = "JBX_API_KEY";
+pub const ENV_ACCEPT_TAC: &str = "JBX_ACCEPT_TAC";
+
+/// A snapshot of the environment, taken once per load so that the layers and the API key
+/// lookup see the same values, and so that tests can pass their own instead of changing the
+/// process environment. Variables whose name or value is not UTF-8 are left out: none of
+/// jbxd's can be such. No `Debug`: it holds `JBX_API_KEY` in clear.
+#[derive(Clone, Default)]
+pub struct Env(Vec<(String, String)>);
+
+impl Env {
+    /// The process environment, now.
+    pub fn process() -> Self {
+        Self(
+            std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((name.into_string().ok()?, value.into_string().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// Exactly these variables.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// The value of `name`, if it is set (an empty value is set, and empty).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
 /// A provider holding ready-made values, with a metadata that names each key's source.
 pub(super) struct Layer {
     metadata: Metadata,
@@ -66,25 +116,24 @@ fn merge_dicts(mut base: Dict, other: Dict) -> Dict {
 
 /// `JBX_API_URL` and `JBX_ACCEPT_TAC`, the official client's names (`JBX_API_KEY` is read
 /// with the other key sources).
-pub(super) fn official_env_layer(env: &[(String, String)]) -> Layer {
+pub(super) fn official_env_layer(env: &Env) -> Layer {
     let mut dict = Dict::new();
-    for (name, value) in env {
-        match name.as_str() {
-            "JBX_API_URL" => insert_nested(&mut dict, "api.url", Value::from(value.clone())),
-            // jbxapi treats only "1" as acceptance; so do we.
-            "JBX_ACCEPT_TAC" => insert_nested(
-                &mut dict,
-                "api.accept_tac",
-                Value::from(value.trim() == "1"),
-            ),
-            _ => {}
-        }
+    if let Some(url) = env.get(ENV_URL) {
+        insert_nested(&mut dict, "api.url", Value::from(url.to_owned()));
+    }
+    if let Some(accept) = env.get(ENV_ACCEPT_TAC) {
+        // jbxapi treats only "1" as acceptance; so do we.
+        insert_nested(
+            &mut dict,
+            "api.accept_tac",
+            Value::from(accept.trim() == "1"),
+        );
     }
     Layer {
         metadata: Metadata::named("environment variable").interpolater(
             |_, keys: &[&str]| match keys.join(".").as_str() {
-                "api.url" => "JBX_API_URL".into(),
-                "api.accept_tac" => "JBX_ACCEPT_TAC".into(),
+                "api.url" => ENV_URL.into(),
+                "api.accept_tac" => ENV_ACCEPT_TAC.into(),
                 other => other.to_owned(),
             },
         ),
@@ -94,14 +143,14 @@ pub(super) fn official_env_layer(env: &[(String, String)]) -> Layer {
 
 /// `JBXD_SECTION__KEY` variables, converted by the key's type; also returns the names of
 /// `JBXD_*` variables that are not configuration keys.
-pub(super) fn jbxd_env_layer(env: &[(String, String)], defaults: &Json) -> (Layer, Vec<String>) {
+pub(super) fn jbxd_env_layer(env: &Env, defaults: &Json) -> (Layer, Vec<String>) {
     let mut dict = Dict::new();
     let mut unknown = Vec::new();
-    for (name, raw) in env {
+    for (name, raw) in env.iter() {
         let Some(rest) = name.strip_prefix("JBXD_") else {
             continue;
         };
-        if NON_CONFIG_ENV.contains(&name.as_str())
+        if NON_CONFIG_ENV.contains(&name)
             || NON_CONFIG_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
             || rest.is_empty()
         {
@@ -110,7 +159,7 @@ pub(super) fn jbxd_env_layer(env: &[(String, String)], defaults: &Json) -> (Laye
         let key = rest.to_ascii_lowercase().replace("__", ".");
         match typed_value(&key, raw, defaults) {
             Some(value) => insert_nested(&mut dict, &key, value),
-            None => unknown.push(name.clone()),
+            None => unknown.push(name.to_owned()),
         }
     }
     unknown.sort();
@@ -138,6 +187,26 @@ pub(super) fn override_layer(overrides: &[(String, String)], defaults: &Json) ->
     Layer {
         metadata: Metadata::named("command-line override")
             .interpolater(|_, keys: &[&str]| format!("--set {}", keys.join("."))),
+        dict,
+    }
+}
+
+/// Values of command-line flags as (dotted key, flag, value); an error names the flag.
+pub(super) fn flag_layer(values: Vec<(&'static str, &'static str, Value)>) -> Layer {
+    let mut dict = Dict::new();
+    let mut flags: Vec<(&'static str, &'static str)> = Vec::new();
+    for (key, flag, value) in values {
+        insert_nested(&mut dict, key, value);
+        flags.push((key, flag));
+    }
+    Layer {
+        metadata: Metadata::named("command-line flag").interpolater(move |_, keys: &[&str]| {
+            let key = keys.join(".");
+            match flags.iter().find(|(k, _)| *k == key) {
+                Some((_, flag)) => (*flag).to_owned(),
+                None => key,
+            }
+        }),
         dict,
     }
 }

@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile, Provider};
 
-use super::layers::{jbxd_env_layer, official_env_layer, override_layer};
-use super::origins::{KeyLines, figment_error, find_unknown, leaf_keys, origin_of};
-use super::{Config, ConfigError, KeySource, resolve_api_key, validate::validate};
+use super::Config;
+use super::connection::{KeyLookup, KeySource, resolve_api_key};
+use super::error::ConfigError;
+use super::layers::{Env, jbxd_env_layer, official_env_layer, override_layer};
+use super::origins::{KeyLines, figment_error, find_unknown, leaf_keys, origin_of, rule_error};
+use super::validate::validate;
 use crate::api::ApiKey;
 
 /// Where `jbxd run` looks for its configuration when `--config` is not given.
@@ -54,8 +57,12 @@ pub struct LoadedWithKey {
 
 /// Loads, validates and resolves the API key (what `jbxd run` and `jbxd config check` do).
 pub fn load(opts: &LoadOptions) -> Result<LoadedWithKey, ConfigError> {
-    let mut loaded = load_config(opts)?;
-    let (api_key, key_source) = resolve_api_key(&loaded.config)?;
+    let env = Env::process();
+    let mut loaded = load_config_from(opts, &env)?;
+    let lookup = KeyLookup::Daemon {
+        key_file: loaded.config.api.key_file.as_deref(),
+    };
+    let (api_key, key_source) = resolve_api_key(lookup, &env)?;
     if key_source == KeySource::Env {
         loaded.warnings.push(
             "the API key comes from the environment (JBX_API_KEY); under systemd use \
@@ -73,6 +80,10 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedWithKey, ConfigError> {
 /// Loads and validates the configuration without touching the API key (for commands that
 /// only need `data_dir`, like `jbxd status`).
 pub fn load_config(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    load_config_from(opts, &Env::process())
+}
+
+fn load_config_from(opts: &LoadOptions, env: &Env) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let defaults_json = serde_json::to_value(Config::default()).expect("defaults serialise");
 
@@ -108,9 +119,8 @@ pub fn load_config(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         figment = figment.merge(Toml::file_exact(path));
     }
 
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    figment = figment.merge(official_env_layer(&env));
-    let (env_layer, unknown_env) = jbxd_env_layer(&env, &defaults_json);
+    figment = figment.merge(official_env_layer(env));
+    let (env_layer, unknown_env) = jbxd_env_layer(env, &defaults_json);
     for name in unknown_env {
         warnings.push(format!(
             "ignoring environment variable {name}: not a configuration key (JBXD_<SECTION>__<KEY>)"
@@ -128,22 +138,14 @@ pub fn load_config(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         let mut unknown = Vec::new();
         find_unknown(dict, &defaults_json, "", &mut unknown);
         if let Some(key) = unknown.into_iter().next() {
-            return Err(ConfigError::Key {
-                origin: describe(&key),
-                key,
-                message: "unknown key".into(),
-            });
+            return Err(rule_error((&key, "unknown key".into()), &describe));
         }
     }
 
     let config: Config = figment
         .extract()
         .map_err(|e| figment_error(&e, &describe))?;
-    validate(&config).map_err(|(key, message)| ConfigError::Key {
-        origin: describe(key),
-        key: key.to_owned(),
-        message,
-    })?;
+    validate(&config).map_err(|verdict| rule_error(verdict, &describe))?;
 
     let mut origins = BTreeMap::new();
     for key in leaf_keys(&serde_json::to_value(&config).expect("config serialises")) {

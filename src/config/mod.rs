@@ -4,7 +4,7 @@
 //! Loading (defaults < TOML file < `JBXD_*` environment < flags) is put in order by `load.rs`,
 //! one file per concern beside it: `layers.rs` (the providers), `origins.rs` (where a value came
 //! from), `validate.rs` (rules beyond types), `paths.rs` (`drop_dir` and `data_dir` compared by
-//! where they really are), `connection.rs` (the API key and the client settings), `redacted.rs`
+//! where they really are), `connection.rs` (the connection resolver the CLI shares: URL, API key, client settings), `redacted.rs`
 //! (the `config check` output), `error.rs` (`ConfigError`, exit 78). This
 //! file is the schema. Durations carry their unit in the key name.
 
@@ -21,8 +21,12 @@ mod paths;
 mod redacted;
 mod validate;
 
-pub use connection::{CREDENTIAL_NAME, KeySource, client_settings, resolve_api_key};
+pub use connection::{
+    CREDENTIAL_NAME, Connection, ConnectionFlags, KeyLookup, KeySource, Pace, client,
+    client_settings, command_line, resolve_api_key, settings,
+};
 pub use error::{ConfigError, EXIT_CONFIG};
+pub use layers::{ENV_ACCEPT_TAC, ENV_KEY, ENV_URL, Env};
 pub use load::{DEFAULT_CONFIG_FILE, LoadOptions, Loaded, LoadedWithKey, load, load_config};
 pub use redacted::{check, redacted_toml};
 pub use validate::validate_schedule;

@@ -8,7 +8,7 @@ use figment::value::{Dict, Value};
 use figment::{Figment, Metadata, Profile};
 use serde_json::Value as Json;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Finds the line of a dotted key in a TOML text (best effort: `[section]` headers and
 /// `name =` lines).
@@ -75,6 +75,18 @@ fn describe_metadata(
             let keys: Vec<&str> = key.split('.').collect();
             format!("{} {}", md.name, md.interpolate(&Profile::Default, &keys))
         }
+    }
+}
+
+/// A rule's verdict (the key and what is wrong with its value) as an error naming the origin.
+pub(super) fn rule_error(
+    (key, message): (&str, String),
+    describe: &dyn Fn(&str) -> String,
+) -> ConfigError {
+    ConfigError::Key {
+        origin: describe(key),
+        key: key.to_owned(),
+        message,
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use super::{ConfigError, KeySource, LoadOptions, Loaded, load};
+use super::connection::KeySource;
+use super::error::ConfigError;
+use super::load::{LoadOptions, Loaded, load};
 
 /// `jbxd config check`: loads and validates exactly as `jbxd run` would (API key included)
 /// and returns the effective configuration as TOML, key redacted. Print the text on stdout

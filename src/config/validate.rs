@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::Config;
+use super::{ApiConfig, Config};
 use crate::api;
 
 /// Checks values the types cannot: returns the offending key and why.
@@ -23,39 +23,20 @@ pub(super) fn validate(c: &Config) -> Result<(), (&'static str, String)> {
             ))
         }
     }
-    fn at_least(key: &'static str, value: u64, min: u64) -> Result<(), (&'static str, String)> {
-        if value >= min {
-            Ok(())
-        } else {
-            Err((key, format!("must be at least {min}, got {value}")))
-        }
-    }
 
     absolute("data_dir", &c.data_dir)?;
     absolute("drop_dir", &c.drop_dir)?;
     // By where they really are, not how they are written (RELIABILITY.md case 113).
     super::paths::check_separate(&c.data_dir, &c.drop_dir)?;
 
-    api::api_base(&c.api.url).map_err(|e| ("api.url", e.to_string()))?;
+    check_api(&c.api)?;
+    // The daemon runs from /, so a relative path would name a file nobody meant.
     if let Some(path) = &c.api.key_file {
         absolute("api.key_file", path)?;
     }
     if let Some(path) = &c.api.ca_file {
         absolute("api.ca_file", path)?;
     }
-    if let Some(proxy) = &c.api.proxy {
-        let parsed = url::Url::parse(proxy).map_err(|e| ("api.proxy", format!("{e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https" | "socks5" | "socks5h") {
-            return Err((
-                "api.proxy",
-                "must be an http://, https:// or socks5:// URL".into(),
-            ));
-        }
-    }
-    at_least("api.connect_timeout_secs", c.api.connect_timeout_secs, 1)?;
-    at_least("api.read_timeout_secs", c.api.read_timeout_secs, 1)?;
-    at_least("api.request_timeout_secs", c.api.request_timeout_secs, 1)?;
-    at_least("api.attempts", c.api.attempts.into(), 1)?;
 
     let mut params = api::SubmissionParams::new();
     for (name, value) in &c.submission.params {
@@ -150,6 +131,34 @@ pub(super) fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     }
     at_least("log.max_files", c.log.max_files as u64, 1)?;
     Ok(())
+}
+
+/// The rules every front end's `[api]` values obey, the CLI's as much as the daemon's (the
+/// daemon adds absolute paths): a server URL the API base can be derived from, a proxy URL of a
+/// scheme the client speaks, timeouts and attempts of at least 1.
+pub(super) fn check_api(api: &ApiConfig) -> Result<(), (&'static str, String)> {
+    api::api_base(&api.url).map_err(|e| ("api.url", e.to_string()))?;
+    if let Some(proxy) = &api.proxy {
+        let parsed = url::Url::parse(proxy).map_err(|e| ("api.proxy", format!("{e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https" | "socks5" | "socks5h") {
+            return Err((
+                "api.proxy",
+                "must be an http://, https:// or socks5:// URL".into(),
+            ));
+        }
+    }
+    at_least("api.connect_timeout_secs", api.connect_timeout_secs, 1)?;
+    at_least("api.read_timeout_secs", api.read_timeout_secs, 1)?;
+    at_least("api.request_timeout_secs", api.request_timeout_secs, 1)?;
+    at_least("api.attempts", api.attempts.into(), 1)
+}
+
+fn at_least(key: &'static str, value: u64, min: u64) -> Result<(), (&'static str, String)> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err((key, format!("must be at least {min}, got {value}")))
+    }
 }
 
 /// A cron expression with seconds: exactly 6 fields, parsed as tokio-cron-scheduler will.
