@@ -8,9 +8,9 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::api::{ApiKey, ClientSettings, JoeClient, RetryPolicy};
+use crate::api::{ApiKey, ClientSettings, JoeClient};
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{self as cfg, Config};
 use crate::db::{Db, Item};
 use crate::simulator::{SimConfig, Simulator};
 
@@ -45,19 +45,16 @@ pub fn fast_config(root: &Path, api_url: &str) -> Config {
     c
 }
 
-/// The API client settings a daemon built from `config` uses, with fast retries.
+/// The API client a daemon built from `config` uses (the same resolver), with fast retries.
 pub fn client_for(config: &Config) -> JoeClient {
-    let mut s = ClientSettings::new(&config.api.url, ApiKey::new(TEST_API_KEY).unwrap());
-    s.accept_tac = config.api.accept_tac;
-    s.request_timeout = Duration::from_secs(config.api.request_timeout_secs);
-    s.max_download_bytes = Some(config.reports.max_size);
-    s.retry = RetryPolicy {
-        max_attempts: config.api.attempts,
-        base: Duration::from_millis(20),
-        cap: Duration::from_millis(200),
-        max_retry_after: Duration::from_secs(5),
-    };
-    JoeClient::new(s).expect("client builds")
+    let key = ApiKey::new(TEST_API_KEY).unwrap();
+    let settings = cfg::settings(
+        &config.api,
+        key,
+        cfg::Pace::Hurried,
+        Some(config.reports.max_size),
+    );
+    JoeClient::new(settings).expect("client builds")
 }
 
 /// A temporary directory, a running simulator and an [`App`] wired to both.

@@ -384,45 +384,38 @@ fn case_95_empty_or_missing_keys_are_refused_naming_the_source() {
     });
 }
 
+/// Which source wins is the resolver's unit test (`config::connection`); this one proves that
+/// `load` hands it the real environment and reports the source.
 #[test]
-fn the_systemd_credential_wins_over_key_file_and_environment() {
+fn load_reads_the_systemd_credential_and_warns_about_a_key_from_the_environment() {
     Jail::expect_with(|jail| {
         jail.clear_env();
         let creds = jail.create_dir("creds")?;
         let cred = creds.join("jbx_api_key");
         std::fs::write(&cred, "from-credential\n").unwrap();
         std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o400)).unwrap();
-        let key = write_key(jail, "api_key", "from-file", 0o600);
-        let path = write_config(jail, &format!("[api]\nkey_file = \"{}\"\n", key.display()));
-        jail.set_env("JBX_API_KEY", "from-env");
+        let path = write_config(jail, "");
         jail.set_env("CREDENTIALS_DIRECTORY", creds.display());
-
         let loaded = load(&file_opts(path.clone())).unwrap();
         assert_eq!(loaded.key_source, KeySource::Credential(cred));
         assert_eq!(
             loaded.api_key,
             jbxd::api::ApiKey::new("from-credential").unwrap()
         );
-
-        // Without the credential the key file is next, then the environment.
-        jail.set_env(
-            "CREDENTIALS_DIRECTORY",
-            jail.directory().join("nothing").display(),
-        );
-        assert_eq!(
-            load(&file_opts(path)).unwrap().key_source,
-            KeySource::KeyFile(key)
-        );
-        let plain = write_config(jail, "");
-        let loaded = load(&file_opts(plain)).unwrap();
-        assert_eq!(loaded.key_source, KeySource::Env);
-        assert!(
+        let warned = |loaded: &jbxd::config::LoadedWithKey| {
             loaded
                 .loaded
                 .warnings
                 .iter()
                 .any(|w| w.contains("JBX_API_KEY"))
-        );
+        };
+        assert!(!warned(&loaded));
+
+        jail.clear_env();
+        jail.set_env("JBX_API_KEY", "from-env");
+        let loaded = load(&file_opts(path)).unwrap();
+        assert_eq!(loaded.key_source, KeySource::Env);
+        assert!(warned(&loaded));
         Ok(())
     });
 }

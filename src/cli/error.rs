@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::connection::ConfigError;
+use crate::config::ConfigError;
 
 /// Why a command could not do its job as a whole (per-item failures are counted in an
 /// [`Outcome`](super::Outcome) instead).
@@ -11,9 +11,14 @@ pub enum CliError {
     /// Arguments that clap accepted but that are still unusable (e.g. a bad `--param`).
     #[error("{0}")]
     Usage(String),
-    /// Connection settings that cannot work; nothing was sent.
-    #[error(transparent)]
+    /// Settings that cannot work (connection flags and `JBX_*` variables, the API key, the
+    /// configuration file); nothing was sent. The message is the daemon's for the same fault.
+    #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
+    /// The daemon's database was made by a newer jbxd: only an upgrade helps (exit 78, as
+    /// for the daemon).
+    #[error("{0}")]
+    NewerDatabase(String),
     /// Anything else that ended the command.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -28,7 +33,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Usage(_) => ExitCode::from(EXIT_USAGE),
-            Self::Config(_) => ExitCode::from(EXIT_CONFIG),
+            Self::Config(_) | Self::NewerDatabase(_) => ExitCode::from(EXIT_CONFIG),
             Self::Failed(_) => ExitCode::FAILURE,
         }
     }

@@ -10,7 +10,7 @@
 //! | 1 | Failed (every item failed, or the single action failed) |
 //! | 2 | usage error (clap's own, and bad submission parameters) |
 //! | 3 | Partially Successful (some items failed) |
-//! | 78 | configuration error (no API key, unreadable key file, bad URL, bad config file, ...) |
+//! | 78 | configuration error (no API key, unsafe or unreadable key file, bad URL, bad config file, database of a newer jbxd, ...) |
 //!
 //! `jbxd run` is the exception: it hands the process to [`daemon::main`](crate::daemon::main),
 //! which installs its own logging and returns its own exit code.
@@ -27,10 +27,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::{ApiError, JoeClient};
+use crate::api::JoeClient;
 
 pub use args::{ConnectionArgs, RunArgs, SubmissionArgs};
-pub use connection::{ConfigError, resolve_settings};
+pub use connection::resolve_settings;
 pub use error::CliError;
 pub use output::Outcome;
 
@@ -117,13 +117,10 @@ pub struct Context {
 impl Context {
     /// Resolves the connection settings and builds the client. Done per command, not up front,
     /// so commands that need no server (`simulate`, `demo`, `--xpath`) work without a key.
+    /// The key file passes the daemon's checks (mode, owner, regular file, not empty).
     pub fn client(&self) -> Result<JoeClient, CliError> {
-        let settings = resolve_settings(&self.connection, &connection::process_env)?;
-        // The settings the client still refuses (CA file, proxy) are configuration errors.
-        JoeClient::new(settings).map_err(|e| match e {
-            ApiError::Config(detail) => CliError::Config(ConfigError::Client(detail)),
-            other => CliError::Failed(other.into()),
-        })
+        let settings = resolve_settings(&self.connection, &crate::config::Env::process())?;
+        Ok(crate::config::client(settings)?)
     }
 }
 

@@ -1,22 +1,35 @@
 //! Daemon configuration: the typed keys of `jbxd.toml` (a public contract, documented in the
 //! README and shipped with every default in `config/jbxd.toml`).
 //!
-//! Loading (defaults < TOML file < `JBXD_*` environment < flags) and validation live in
-//! `load.rs` (`paths.rs`: `drop_dir` and `data_dir` compared by where they really are); this
+//! Loading (defaults < TOML file < `JBXD_*` environment < flags) is put in order by `load.rs`,
+//! one file per concern beside it: `layers.rs` (the providers), `origins.rs` (where a value came
+//! from), `validate.rs` (rules beyond types), `paths.rs` (`drop_dir` and `data_dir` compared by
+//! where they really are), `connection.rs` (the connection resolver the CLI shares: URL, API key, client settings), `redacted.rs`
+//! (the `config check` output), `error.rs` (`ConfigError`, exit 78). This
 //! file is the schema. Durations carry their unit in the key name.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod connection;
+mod error;
+mod layers;
 mod load;
+mod origins;
 mod paths;
+mod redacted;
+mod validate;
 
-pub use load::{
-    CREDENTIAL_NAME, ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, KeySource, LoadOptions, Loaded,
-    LoadedWithKey, check, client_settings, load, load_config, redacted_toml, resolve_api_key,
-    validate_schedule,
+pub use connection::{
+    CREDENTIAL_NAME, Connection, ConnectionFlags, KeyLookup, KeySource, Pace, client,
+    client_settings, command_line, resolve_api_key, settings,
 };
+pub use error::{ConfigError, EXIT_CONFIG};
+pub use layers::{ENV_ACCEPT_TAC, ENV_KEY, ENV_URL, Env};
+pub use load::{DEFAULT_CONFIG_FILE, LoadOptions, Loaded, LoadedWithKey, load, load_config};
+pub use redacted::{check, redacted_toml};
+pub use validate::validate_schedule;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

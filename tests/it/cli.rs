@@ -248,6 +248,7 @@ async fn the_key_file_is_read_and_wins_over_the_environment() {
     let h = Harness::start().await;
     let key_file = h.path("key");
     std::fs::write(&key_file, format!("{}\n", h.key)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let run = h
         .run_with(
             &[
@@ -892,4 +893,83 @@ async fn simulate_serves_the_api_until_sigterm() {
         .expect("simulate stops after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+// ---- the key file: one resolver for the CLI and the daemon ---------------------------------
+
+/// Cases 94 and 95 through the real binary: for every key-file rule, the CLI refuses the file
+/// given with `--api-key-file` (exit 78, even with a valid `JBX_API_KEY` beside it) with the
+/// very line `jbxd config check` prints for the same file as `api.key_file`, and nothing
+/// reaches the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_94_the_cli_refuses_an_unsafe_key_file_with_the_daemons_message() {
+    let h = Harness::start().await;
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = h.path(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let readable = write("readable", &h.key, 0o644);
+    let link = h.path("link");
+    std::os::unix::fs::symlink(&readable, &link).unwrap();
+    let directory = h.path("a_directory");
+    std::fs::create_dir(&directory).unwrap();
+    let mut cases = vec![
+        (
+            readable,
+            "is readable by group/others (mode 0644); run chmod 600",
+        ),
+        (
+            write("writable", &h.key, 0o620),
+            "is writable by group/others",
+        ),
+        // Judged by its target.
+        (link, "is readable by group/others (mode 0644)"),
+        (write("empty", " \n", 0o600), "is empty"),
+        (directory, "is not a regular file"),
+        (h.path("missing"), "cannot read the key file"),
+    ];
+    // Only root can give a file away: run as another user, this one rule is not exercised.
+    let foreign = write("foreign", &h.key, 0o600);
+    if std::os::unix::fs::chown(&foreign, Some(65534), None).is_ok() {
+        cases.push((foreign, "is owned by uid 65534"));
+    }
+    let error_line = |run: &Run| {
+        run.stderr
+            .lines()
+            .find(|line| line.starts_with("error: "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no error line: {run:?}"))
+    };
+    for (path, expected) in cases {
+        let shown = path.to_str().unwrap();
+        let cli = h.run(&["--api-key-file", shown, "server", "online"]).await;
+        assert_eq!(cli.code, 78, "{shown}: {cli:?}");
+        assert!(
+            cli.stderr.contains(shown) && cli.stderr.contains(expected),
+            "{shown}: {cli:?}"
+        );
+        assert!(!cli.stderr.contains(&h.key), "the key was printed: {cli:?}");
+
+        let config = common::write_config(
+            h.dir.path(),
+            &h.path("data"),
+            &h.path("drop"),
+            &format!("[api]\nkey_file = {shown:?}\n"),
+        );
+        let daemon = run_jbxd(
+            &["--config", config.to_str().unwrap(), "config", "check"],
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(daemon.code, 78, "{shown}: {daemon:?}");
+        assert_eq!(error_line(&cli), error_line(&daemon), "{shown}");
+    }
+    assert!(
+        h.sim.request_log().is_empty(),
+        "a request was sent: {:?}",
+        h.sim.request_log()
+    );
 }

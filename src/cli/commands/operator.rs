@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::connection::ConfigError as CliConfigError;
 use crate::cli::{CliError, Context, Outcome};
 use crate::config::{self, Config, LoadOptions};
 use crate::db::{Db, DbError};
@@ -30,9 +29,7 @@ pub fn load_config(context: &Context) -> Result<Config, CliError> {
 
 /// A configuration loading error as the CLI's exit-78 error.
 pub fn config_error(error: config::ConfigError) -> CliError {
-    CliError::Config(CliConfigError::Client(format!(
-        "configuration error: {error}"
-    )))
+    CliError::Config(error)
 }
 
 /// Opens the daemon's database for an operator command: never creates or migrates it.
@@ -40,7 +37,7 @@ pub async fn open_db(config: &Config) -> Result<Db, CliError> {
     let path = config.db_path();
     Db::open_existing(&path).await.map_err(|error| match error {
         // The operator must upgrade jbxd: a configuration problem, like for the daemon.
-        DbError::SchemaNewer { .. } => CliError::Config(CliConfigError::Client(error.to_string())),
+        DbError::SchemaNewer { .. } => CliError::NewerDatabase(error.to_string()),
         other => CliError::Failed(anyhow::Error::new(other)),
     })
 }

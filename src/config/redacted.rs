@@ -1,0 +1,141 @@
+//! The effective configuration as TOML for `jbxd config check`: every key, unset optional keys
+//! commented out, non-default values annotated with their source, the API key never shown.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::connection::KeySource;
+use super::error::ConfigError;
+use super::load::{LoadOptions, Loaded, load};
+
+/// `jbxd config check`: loads and validates exactly as `jbxd run` would (API key included)
+/// and returns the effective configuration as TOML, key redacted. Print the text on stdout
+/// and exit 0; on `Err`, print the error and exit with [`ConfigError::exit_code`] (78).
+pub fn check(opts: &LoadOptions) -> Result<String, ConfigError> {
+    let loaded = load(opts)?;
+    let mut text = redacted_toml(&loaded.loaded, Some(&loaded.key_source));
+    for warning in &loaded.loaded.warnings {
+        text.push_str(&format!("# warning: {warning}\n"));
+    }
+    Ok(text)
+}
+
+/// The effective configuration as TOML for `jbxd config check`: every key, unset optional
+/// keys commented out, non-default values annotated with their source, and the API key shown
+/// only as `[set from <source>]`.
+pub fn redacted_toml(loaded: &Loaded, key_source: Option<&KeySource>) -> String {
+    let json = serde_json::to_value(&loaded.config).expect("config serialises");
+    let mut out = String::new();
+    out.push_str("# jbxd effective configuration\n");
+    match &loaded.file {
+        Some(path) => out.push_str(&format!("# file: {}\n", path.display())),
+        None => out.push_str("# file: none (defaults and environment)\n"),
+    }
+    let object = json.as_object().expect("config is a table");
+    // Top-level scalars first (TOML needs them before any table).
+    for (name, value) in object {
+        if !value.is_object() {
+            emit_value(&mut out, name, name, value, &loaded.origins);
+        }
+    }
+    for (name, value) in object {
+        if let Some(table) = value.as_object() {
+            emit_table(&mut out, name, table, &loaded.origins);
+            if name == "api" {
+                let shown = match key_source {
+                    Some(source) => format!("[set from {source}]"),
+                    None => "[not set]".into(),
+                };
+                out.push_str(&format!("# key = {shown}\n"));
+            }
+        }
+    }
+    out
+}
+
+fn emit_table(
+    out: &mut String,
+    path: &str,
+    table: &serde_json::Map<String, Json>,
+    origins: &BTreeMap<String, String>,
+) {
+    out.push_str(&format!("\n[{path}]\n"));
+    for (name, value) in table {
+        if !value.is_object() {
+            emit_value(out, &format!("{path}.{name}"), name, value, origins);
+        }
+    }
+    for (name, value) in table {
+        if let Some(inner) = value.as_object() {
+            emit_table(out, &format!("{path}.{}", toml_key(name)), inner, origins);
+        }
+    }
+}
+
+fn emit_value(
+    out: &mut String,
+    path: &str,
+    name: &str,
+    value: &Json,
+    origins: &BTreeMap<String, String>,
+) {
+    let origin = origins
+        .get(path)
+        .map(|o| format!("  # from {o}"))
+        .unwrap_or_default();
+    match value {
+        Json::Null => out.push_str(&format!("# {} = (unset)\n", toml_key(name))),
+        other => out.push_str(&format!(
+            "{} = {}{origin}\n",
+            toml_key(name),
+            toml_value(other)
+        )),
+    }
+}
+
+fn toml_key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_owned()
+    } else {
+        Json::String(name.to_owned()).to_string()
+    }
+}
+
+/// JSON scalars and arrays are valid TOML inline values (basic strings share JSON's
+/// escapes), except null, which has no TOML form and is never nested here.
+fn toml_value(value: &Json) -> String {
+    match value {
+        Json::Array(items) => {
+            let inner: Vec<String> = items.iter().map(toml_value).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    #[test]
+    fn the_redacted_output_is_toml_that_loads_back() {
+        let loaded = Loaded {
+            config: Config::default(),
+            file: None,
+            warnings: vec![],
+            origins: BTreeMap::new(),
+        };
+        let text = redacted_toml(&loaded, Some(&KeySource::Env));
+        let back: Config = Figment::from(Toml::string(&text)).extract().unwrap();
+        assert_eq!(back, Config::default());
+        assert!(text.contains("# key = [set from environment variable JBX_API_KEY]"));
+    }
+}
