@@ -38,9 +38,8 @@ use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
 use super::lookup::{self, ServerView};
-use super::poll::analysis_record;
-use super::submit::give_up_or_requeue;
-use super::{all_done, at, backoff, grace};
+use super::outcomes::{all_done, analysis_records, give_up_or_requeue};
+use super::pace::{DueFrom, at, backoff, grace, worker_loop};
 use crate::api::types::Analysis;
 use crate::api::{ApiError, ApiErrorKind, FoundSubmission};
 use crate::app::{App, StepOutcome};
@@ -49,12 +48,12 @@ use crate::db::{self, Attempt, Item, ItemState};
 /// Runs the reconcile worker until `cancel` fires. It has no wake-up of its own: its work
 /// becomes due by time (grace periods, leases), which the idle interval catches.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(
+    worker_loop(
         &app,
         &cancel,
         "reconcile",
         Some(&app.wake.reconcile),
-        super::DueFrom::Items(db::ItemState::Submitting),
+        DueFrom::Items(ItemState::Submitting),
         || run_once(&app),
     )
     .await
@@ -156,10 +155,7 @@ async fn reconcile_one(
                 return lookup_failed(app, &item, &error).await;
             }
         }
-        let records: Vec<_> = analyses
-            .iter()
-            .map(|a| analysis_record(a, submission_id.as_deref()))
-            .collect();
+        let records = analysis_records(&analyses, submission_id.as_deref());
         db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
         let mut note = format!("adopted attempt {key} after reconciliation");
         for duplicate in &findings.duplicates {

@@ -16,13 +16,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
-use super::{all_done, at, backoff, grace, poll::analysis_record};
+use super::outcomes::{all_done, analysis_record, give_up_or_requeue};
+use super::pace::{DueFrom, at, backoff, grace, plan_for, worker_loop};
+use super::schedule::{jittered, random_unit};
 use crate::api::types::Analysis;
 use crate::api::{ApiError, ApiErrorKind, SearchQuery, SubmissionParams, wire_file_name};
 use crate::app::{App, StepOutcome};
@@ -34,12 +34,12 @@ const MAX_LOOKUP_HITS: usize = 20;
 
 /// Runs the submit worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(
+    worker_loop(
         &app,
         &cancel,
         "submit",
         Some(&app.wake.submit),
-        super::DueFrom::Items(db::ItemState::Queued),
+        DueFrom::Items(ItemState::Queued),
         || run_once(&app),
     )
     .await
@@ -132,19 +132,7 @@ pub fn attempt_params(
 /// The first poll of a fresh submission, jittered: 0.9 × its `analysis-time` when it has one,
 /// else a quarter of `poll.expected_analysis_secs` (see `schedule::PollPlan`).
 pub(crate) fn first_poll_at(app: &App, item: &Item) -> i64 {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    let plan = PollPlan::new(&app.config.poll, analysis_time);
-    at(jittered(plan.first_delay(), random_unit()))
+    at(jittered(plan_for(app, item).first_delay(), random_unit()))
 }
 
 /// Why sending failed.
@@ -273,32 +261,6 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         Action::Pause { reason, detail } => {
             pause_and_requeue(app, item, key, reason, &detail).await?;
         }
-    }
-    Ok(())
-}
-
-/// Requeues after a retryable failure (counting the attempt), or fails the item once
-/// `pipeline.max_attempts` are used up.
-pub(crate) async fn give_up_or_requeue(
-    app: &App,
-    item: &Item,
-    detail: &str,
-    after: Duration,
-) -> anyhow::Result<()> {
-    if app.breaker_open() {
-        // The server is unreachable (circuit breaker): not the item's fault, no attempt used.
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), false).await?;
-        info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
-        return Ok(());
-    }
-    let used = item.attempts.max(0) as u32 + 1;
-    if used >= app.config.pipeline.max_attempts.max(1) {
-        let reason = format!("gave up after {used} attempts: {detail}");
-        db::items::fail(&app.db, item.id, &reason).await?;
-        warn!(item = item.id, %reason, "item failed");
-    } else {
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), true).await?;
-        info!(item = item.id, attempts = used, retry_in = ?after, error = %detail, "submission failed; will retry");
     }
     Ok(())
 }
