@@ -534,7 +534,7 @@ async fn assert_reports_complete(app: &App, item_id: i64) {
     let mut count = 0;
     for a in db::analyses::for_item(&app.db, item_id).await.unwrap() {
         for r in db::analyses::reports_for(&app.db, &a.webid).await.unwrap() {
-            assert_eq!(r.state, "stored", "{r:?}");
+            assert_eq!(r.state, jbxd::db::ReportState::Stored, "{r:?}");
             let on_disk = std::fs::read(app.store.abs(r.path.as_deref().unwrap())).unwrap();
             let download = app
                 .client

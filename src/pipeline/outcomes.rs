@@ -12,10 +12,10 @@ use tracing::{info, warn};
 use super::pace::at;
 use crate::api::types::Analysis;
 use crate::app::App;
-use crate::db::{self, AnalysisRecord, Item};
+use crate::db::{self, AnalysisRow, AttemptCost, Item};
 
 /// Every analysis of `analyses` as jbxd records it (see [`analysis_record`]).
-pub fn analysis_records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRecord> {
+pub fn analysis_records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRow> {
     analyses
         .iter()
         .map(|a| analysis_record(a, submission_id))
@@ -24,7 +24,7 @@ pub fn analysis_records(analyses: &[Analysis], submission_id: Option<&str>) -> V
 
 /// What jbxd records of an analysis: its verdict fields and hashes (empty strings, as servers
 /// send for URL analyses, become NULL), the systems of its runs, and the whole object.
-pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRecord {
+pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRow {
     fn text(v: &Option<String>) -> Option<String> {
         v.as_deref()
             .map(str::trim)
@@ -38,7 +38,7 @@ pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRec
         .filter_map(|r| r.system.as_deref())
         .filter(|s| !s.is_empty())
         .collect();
-    AnalysisRecord {
+    AnalysisRow {
         webid: a.webid.clone(),
         submission_id: submission_id.map(str::to_owned),
         analysisid: text(&a.analysisid),
@@ -57,6 +57,9 @@ pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRec
         duration: a.duration,
         encrypted: a.encrypted,
         info_json: serde_json::to_string(a).ok(),
+        // The database's: the item is given to the upsert, the time is the first record's.
+        item_id: None,
+        recorded_at: None,
     }
 }
 
@@ -70,7 +73,7 @@ pub(crate) async fn give_up_or_requeue(
 ) -> anyhow::Result<()> {
     if app.breaker_open() {
         // The server is unreachable (circuit breaker): not the item's fault, no attempt used.
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), false).await?;
+        db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Free).await?;
         info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
         return Ok(());
     }
@@ -80,7 +83,7 @@ pub(crate) async fn give_up_or_requeue(
         db::items::fail(&app.db, item.id, &reason).await?;
         warn!(item = item.id, %reason, "item failed");
     } else {
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), true).await?;
+        db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Counted).await?;
         info!(item = item.id, attempts = used, retry_in = ?after, error = %detail, "submission failed; will retry");
     }
     Ok(())

@@ -25,7 +25,7 @@ use super::schedule::{PollPlan, jittered, random_unit};
 use crate::api::ApiError;
 use crate::api::types::Analysis;
 use crate::app::{App, StepOutcome};
-use crate::db::{self, Item, ItemState};
+use crate::db::{self, AttemptOutcome, Item, ItemState};
 
 /// A poll claim's lease (start-up recovery releases the leases a crash left behind).
 const LEASE_MS: i64 = 10 * 60 * 1000;
@@ -116,7 +116,7 @@ async fn poll_one(app: &App, item: Item) -> anyhow::Result<()> {
         Ok(Observed::Running(analyses)) => {
             let records = analysis_records(&analyses, item.submission_id.as_deref());
             if !records.is_empty() {
-                db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
+                db::analyses::upsert_many(&app.db, item.id, &records).await?;
             }
             if plan.timed_out(age) {
                 let reason = format!("timed out: analysis not finished after {} s", age.as_secs());
@@ -267,7 +267,7 @@ async fn settle_late_duplicates(
     let attempts = db::items::attempts_of(&app.db, item.id).await?;
     let late: Vec<&db::Attempt> = attempts
         .iter()
-        .filter(|a| a.outcome.as_deref() == Some("not_found") && a.submission_id.is_none())
+        .filter(|a| a.outcome == Some(AttemptOutcome::NotFound) && a.submission_id.is_none())
         .collect();
     if late.is_empty() {
         return Ok(Ok(None));

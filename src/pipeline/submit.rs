@@ -27,7 +27,9 @@ use crate::api::types::Analysis;
 use crate::api::{ApiError, ApiErrorKind, SearchQuery, SubmissionParams, wire_file_name};
 use crate::app::{App, StepOutcome};
 use crate::config::SubmissionConfig;
-use crate::db::{self, DbError, Item, ItemState};
+use crate::db::{
+    self, AttemptCost, AttemptOutcome, AttemptUpdate, DbError, Item, ItemState, Submitted,
+};
 
 /// How many hits of the sha256 lookup are examined at most.
 const MAX_LOOKUP_HITS: usize = 20;
@@ -167,7 +169,8 @@ async fn submit_one(
     ) {
         Ok(params) => params,
         Err(reason) => {
-            db::items::set_attempt_outcome(&app.db, &key, "refused", None, Some(&reason)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &reason);
+            db::items::set_attempt_outcome(&app.db, &key, update).await?;
             db::items::reject(&app.db, item.id, &reason).await?;
             info!(item = item.id, %reason, "item rejected");
             return Ok(());
@@ -193,15 +196,13 @@ async fn submit_one(
     match with_lease(app, item.id, send(app, &item, &key, &params)).await {
         Ok(submission_id) => {
             crate::crashpoint::hit("after_submit_response");
-            db::items::mark_submitted(
-                &app.db,
-                item.id,
-                Some(&key),
-                Some(&submission_id),
-                first_poll_at(app, &item),
-                None,
-            )
-            .await?;
+            let how = Submitted {
+                accepted_attempt: Some(&key),
+                submission_id: Some(&submission_id),
+                first_poll_at: first_poll_at(app, &item),
+                note: None,
+            };
+            db::items::mark_submitted(&app.db, item.id, how).await?;
             info!(item = item.id, %submission_id, attempt = %key, "submitted");
             app.wake.poll.notify_one();
             Ok(())
@@ -227,8 +228,8 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         // The incomplete submission is still on the server (its id is on the attempt row):
         // reconciliation deletes it before anything is sent again.
         warn!(item = item.id, %submission_id, error = %detail, "chunked upload failed and its submission could not be deleted");
-        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", None, Some(&detail))
-            .await?;
+        let update = AttemptUpdate::new(AttemptOutcome::ChunkedPending, &detail);
+        db::items::set_attempt_outcome(&app.db, key, update).await?;
         db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, at(grace(app))).await?;
         return Ok(());
     }
@@ -241,20 +242,23 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         }
         Action::Retry { after } => {
             let outcome = if matches!(error, ApiError::ChunkFailed { .. }) {
-                "abandoned"
+                AttemptOutcome::Abandoned
             } else {
-                "refused"
+                AttemptOutcome::Refused
             };
-            db::items::set_attempt_outcome(&app.db, key, outcome, None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(outcome, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             give_up_or_requeue(app, item, &detail, after).await?;
         }
         Action::Reject { reason } => {
-            db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             db::items::reject(&app.db, item.id, &reason).await?;
             info!(item = item.id, %reason, "item rejected by the server");
         }
         Action::Fatal { reason } => {
-            db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             db::items::fail(&app.db, item.id, &reason).await?;
             warn!(item = item.id, %reason, "item failed");
         }
@@ -273,9 +277,10 @@ async fn pause_and_requeue(
     reason: crate::app::PauseReason,
     detail: &str,
 ) -> anyhow::Result<()> {
-    db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(detail)).await?;
+    let update = AttemptUpdate::new(AttemptOutcome::Refused, detail);
+    db::items::set_attempt_outcome(&app.db, key, update).await?;
     app.pause(reason, detail).await?;
-    db::items::requeue(&app.db, item.id, Some(detail), db::now_ms(), false).await?;
+    db::items::requeue(&app.db, item.id, detail, db::now_ms(), AttemptCost::Free).await?;
     info!(
         item = item.id,
         reason = reason.describe(),
@@ -372,7 +377,7 @@ async fn send_chunks(
 ) -> Result<String, SendError> {
     let id = &chunked.submission_id;
     if let Err(error) =
-        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", Some(id), None).await
+        db::items::set_attempt_outcome(&app.db, key, AttemptUpdate::chunked_pending(id)).await
     {
         // Without the id on record no chunk may go out; delete the empty submission.
         let _ = app.client.submission_delete(id).await;
@@ -473,16 +478,17 @@ async fn adopt_server_analysis(
     analysis: &Analysis,
 ) -> anyhow::Result<()> {
     let note = format!("reused analysis {} from the server", analysis.webid);
-    db::analyses::upsert_many(&app.db, Some(item.id), &[analysis_record(analysis, None)]).await?;
-    db::items::set_attempt_outcome(
-        &app.db,
-        key,
-        "abandoned",
-        None,
-        Some(&format!("not sent: {note}")),
-    )
-    .await?;
-    db::items::mark_submitted(&app.db, item.id, None, None, db::now_ms(), Some(&note)).await?;
+    db::analyses::upsert_many(&app.db, item.id, &[analysis_record(analysis, None)]).await?;
+    let detail = format!("not sent: {note}");
+    let update = AttemptUpdate::new(AttemptOutcome::Abandoned, &detail);
+    db::items::set_attempt_outcome(&app.db, key, update).await?;
+    let how = Submitted {
+        accepted_attempt: None,
+        submission_id: None,
+        first_poll_at: db::now_ms(),
+        note: Some(&note),
+    };
+    db::items::mark_submitted(&app.db, item.id, how).await?;
     info!(item = item.id, webid = %analysis.webid, "{note}");
     app.wake.poll.notify_one();
     Ok(())

@@ -106,7 +106,7 @@ pub async fn collect(db: &Db, data_dir: PathBuf) -> Result<StatusDocument, DbErr
         .map(|item| PendingView {
             age_secs: age_secs(&item.created_at),
             id: item.id,
-            kind: item.kind,
+            kind: item.kind.to_string(),
             name: item.name,
             state: item.state.as_str().to_owned(),
             created_at: item.created_at,
@@ -159,7 +159,7 @@ async fn pauses(db: &Db) -> Result<Vec<PauseView>, DbError> {
 fn error_view(item: Item) -> ErrorView {
     ErrorView {
         id: item.id,
-        kind: item.kind,
+        kind: item.kind.to_string(),
         name: item.name,
         state: item.state.as_str().to_owned(),
         error: item.error.unwrap_or_default(),
