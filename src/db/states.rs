@@ -67,6 +67,8 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
+    pub const ALL: [ItemKind; 2] = [Self::File, Self::Url];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::File => "file",
@@ -216,6 +218,22 @@ mod tests {
             .collect()
     }
 
+    /// Every value of a column's type is stored as its `as_str` text, serialises to it, and
+    /// together they are the schema's `CHECK` list, in order.
+    async fn check_column<T>(db: &Db, values: &[T], text: fn(T) -> &'static str, table: &str)
+    where
+        T: Copy + Serialize + for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: Send,
+    {
+        let (table, column) = table.split_once('.').unwrap();
+        for &v in values {
+            assert_eq!(stored_text(db, v).await, text(v));
+            assert_eq!(serde_text(v), text(v));
+        }
+        let texts: Vec<String> = values.iter().map(|&v| text(v).to_owned()).collect();
+        assert_eq!(texts, allowed(db, table, column).await, "{table}.{column}");
+    }
+
     #[tokio::test]
     async fn every_state_is_stored_as_the_text_the_schema_allows_and_json_shows() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,33 +242,16 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
-        let mut items = Vec::new();
-        for s in ItemState::ALL {
-            assert_eq!(stored_text(&db, s).await, s.as_str());
-            assert_eq!(serde_text(s), s.as_str());
-            items.push(s.as_str().to_owned());
-        }
-        assert_eq!(items, allowed(&db, "items", "state").await);
-        let mut kinds = Vec::new();
-        for k in [ItemKind::File, ItemKind::Url] {
-            assert_eq!(stored_text(&db, k).await, k.as_str());
-            assert_eq!(serde_text(k), k.to_string());
-            kinds.push(k.as_str().to_owned());
-        }
-        assert_eq!(kinds, allowed(&db, "items", "kind").await);
-        let mut outcomes = Vec::new();
-        for o in AttemptOutcome::ALL {
-            assert_eq!(stored_text(&db, o).await, o.as_str());
-            assert_eq!(serde_text(o), o.as_str());
-            outcomes.push(o.as_str().to_owned());
-        }
-        assert_eq!(outcomes, allowed(&db, "submit_attempts", "outcome").await);
-        let mut reports = Vec::new();
-        for r in ReportState::ALL {
-            assert_eq!(stored_text(&db, r).await, r.as_str());
-            assert_eq!(serde_text(r), r.as_str());
-            reports.push(r.as_str().to_owned());
-        }
-        assert_eq!(reports, allowed(&db, "reports", "state").await);
+        check_column(&db, &ItemState::ALL, ItemState::as_str, "items.state").await;
+        check_column(&db, &ItemKind::ALL, ItemKind::as_str, "items.kind").await;
+        let outcomes = &AttemptOutcome::ALL;
+        check_column(
+            &db,
+            outcomes,
+            AttemptOutcome::as_str,
+            "submit_attempts.outcome",
+        )
+        .await;
+        check_column(&db, &ReportState::ALL, ReportState::as_str, "reports.state").await;
     }
 }

@@ -1,7 +1,10 @@
 //! The pipeline: submit → poll → download → index.
 //!
 //! Four workers move items through the state machine of reliability.md §2.1, each as a loop
-//! (`run`) around a one-step function (`run_once`) that tests drive directly:
+//! (`run`: the shared [`crate::worker::run`] through `pace::worker_loop`) around a one-step
+//! function (`run_once`) that tests drive directly. What they share lives in [`outcomes`]
+//! (what an analysis becomes, requeue or give up, report types) and [`pace`] (due times,
+//! grace, backoff, poll plans); those use no worker, and no worker uses another:
 //!
 //! | worker | claims | does |
 //! | --- | --- | --- |
@@ -11,7 +14,8 @@
 //! | [`download`] | `pending` report rows | `analysis/download` into `reports/<webid>/<type>.<ext>`, then the item is `done` |
 //!
 //! Every failed API call goes through [`classify`]; pauses (maintenance, invalid key, terms,
-//! quota, disk) are checked before claiming and never consume attempts.
+//! quota, disk) and the circuit breaker ([`crate::breaker`]) are checked before claiming and
+//! never consume attempts.
 //!
 //! # Crash points (reliability.md §2.2, the part this module owns)
 //!

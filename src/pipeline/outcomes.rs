@@ -63,28 +63,52 @@ pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRow
     }
 }
 
-/// Requeues after a retryable failure (counting the attempt), or fails the item once
-/// `pipeline.max_attempts` are used up.
+/// What a retryable failure comes to, for an item's submission or a report's download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// The server is unreachable (circuit breaker open): not the item's fault, the attempt is
+    /// given back.
+    Unreachable,
+    /// Try again later; the attempt counts.
+    Retry,
+    /// `pipeline.max_attempts` are used up: give up, with the last error.
+    GiveUp,
+}
+
+/// [`AfterFailure`] for a failure of the `used`-th attempt (1 = the first).
+pub(crate) fn after_failure(app: &App, used: i64) -> AfterFailure {
+    if app.breaker_open() {
+        AfterFailure::Unreachable
+    } else if used >= i64::from(app.config.pipeline.max_attempts.max(1)) {
+        AfterFailure::GiveUp
+    } else {
+        AfterFailure::Retry
+    }
+}
+
+/// Requeues after a retryable failure (counting the attempt unless the server is
+/// unreachable), or fails the item once `pipeline.max_attempts` are used up.
 pub(crate) async fn give_up_or_requeue(
     app: &App,
     item: &Item,
     detail: &str,
     after: Duration,
 ) -> anyhow::Result<()> {
-    if app.breaker_open() {
-        // The server is unreachable (circuit breaker): not the item's fault, no attempt used.
-        db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Free).await?;
-        info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
-        return Ok(());
-    }
-    let used = item.attempts.max(0) as u32 + 1;
-    if used >= app.config.pipeline.max_attempts.max(1) {
-        let reason = format!("gave up after {used} attempts: {detail}");
-        db::items::fail(&app.db, item.id, &reason).await?;
-        warn!(item = item.id, %reason, "item failed");
-    } else {
-        db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Counted).await?;
-        info!(item = item.id, attempts = used, retry_in = ?after, error = %detail, "submission failed; will retry");
+    let used = item.attempts.max(0) + 1;
+    match after_failure(app, used) {
+        AfterFailure::Unreachable => {
+            db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Free).await?;
+            info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
+        }
+        AfterFailure::GiveUp => {
+            let reason = format!("gave up after {used} attempts: {detail}");
+            db::items::fail(&app.db, item.id, &reason).await?;
+            warn!(item = item.id, %reason, "item failed");
+        }
+        AfterFailure::Retry => {
+            db::items::requeue(&app.db, item.id, detail, at(after), AttemptCost::Counted).await?;
+            info!(item = item.id, attempts = used, retry_in = ?after, error = %detail, "submission failed; will retry");
+        }
     }
     Ok(())
 }
