@@ -48,7 +48,7 @@ async fn add_file(app: &App, name: &str, content: &[u8]) -> i64 {
         params: None,
         force: false,
     };
-    db::items::insert_files(&app.db, &[new], false)
+    db::items::insert_files(&app.db, &[new], db::SampleDedup::Off)
         .await
         .unwrap()[0]
         .0

@@ -111,9 +111,26 @@ async fn earlier_samples(
         .collect())
 }
 
+/// Whether new samples are matched against earlier ones (`dedup.samples`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDedup {
+    /// A sample with the sha256 of an earlier item (not given up on) is its `duplicate`,
+    /// unless forced.
+    BySha256,
+    /// Every sample is an item of its own.
+    Off,
+}
+
+impl SampleDedup {
+    /// The setting of `dedup.samples`.
+    pub fn configured(samples: bool) -> Self {
+        if samples { Self::BySha256 } else { Self::Off }
+    }
+}
+
 /// Records staged files in one transaction (group commit): each becomes `queued`, or
-/// `duplicate` of an earlier item with the same sha256 when `dedup` is on and the file is not
-/// forced — an item recorded before, or an earlier file of the same batch. Returns the new ids
+/// `duplicate` of an earlier item with the same sha256 ([`SampleDedup::BySha256`]) when the
+/// file is not forced — an item recorded before, or an earlier file of the same batch. Returns the new ids
 /// and states in input order (ids ascend in input order).
 ///
 /// One statement for the whole batch (intake records 100 files at a time; a statement per file
@@ -123,11 +140,12 @@ async fn earlier_samples(
 pub async fn insert_files(
     db: &Db,
     files: &[NewFile],
-    dedup: bool,
+    dedup: SampleDedup,
 ) -> Result<Vec<(i64, ItemState)>, DbError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
+    let dedup = dedup == SampleDedup::BySha256;
     let mut tx = db.begin_write().await?;
     let earlier = if dedup {
         earlier_samples(&mut tx, files).await?
@@ -487,20 +505,15 @@ pub async fn requeue(
 
 /// Terminal: bad input, never retried.
 pub async fn reject(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
-    finish(db, item_id, ItemState::Rejected, Some(reason)).await
+    finish(db, item_id, ItemState::Rejected, reason).await
 }
 
 /// Terminal: gave up, with the last error.
 pub async fn fail(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
-    finish(db, item_id, ItemState::Failed, Some(reason)).await
+    finish(db, item_id, ItemState::Failed, reason).await
 }
 
-async fn finish(
-    db: &Db,
-    item_id: i64,
-    state: ItemState,
-    error: Option<&str>,
-) -> Result<(), DbError> {
+async fn finish(db: &Db, item_id: i64, state: ItemState, error: &str) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE items SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
     )

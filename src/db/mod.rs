@@ -28,7 +28,7 @@ pub mod states;
 pub mod url_queue;
 
 pub use analyses::{AnalysisRow, ReportRow};
-pub use items::{Attempt, AttemptUpdate, Item, NewFile, Submitted};
+pub use items::{Attempt, AttemptUpdate, Item, NewFile, SampleDedup, Submitted};
 pub use states::{AttemptCost, AttemptOutcome, ItemKind, ItemState, ReportState};
 
 /// The embedded migrations (`migrations/`).

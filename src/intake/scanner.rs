@@ -847,7 +847,12 @@ async fn record(app: App, batch: Vec<Taken>) -> anyhow::Result<Vec<Source>> {
         .context("cannot make the staged samples durable in quarantine")?;
     crate::crashpoint::hit("after_stage");
     let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
-    let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;
+    let recorded = db::items::insert_files(
+        &app.db,
+        &files,
+        db::SampleDedup::configured(app.config.dedup.samples),
+    )
+    .await?;
     crate::crashpoint::hit("after_record");
     let mut sources = Vec::with_capacity(taken.len());
     for (t, (id, item_state)) in taken.into_iter().zip(&recorded) {
