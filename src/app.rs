@@ -12,9 +12,9 @@ use crate::breaker::{self, Breaker, BreakerStatus};
 use crate::config::Config;
 use crate::db::{self, Db, DbError};
 use crate::storage::Store;
-// The worker's shared pieces live in `worker` (which depends on nothing) so that `intake`,
-// `pipeline` and the breaker can use them without depending on `app`; they are part of the
-// handle's vocabulary, hence re-exported here.
+// The workers' shared pieces live in `worker` (which uses no other module of the crate), so
+// that `intake`, `pipeline` and the breaker can use them without depending on `app`; they are
+// part of the handle's vocabulary, hence re-exported here.
 pub use crate::worker::{Heartbeats, Pulse, StepOutcome, Wakers};
 
 /// Why the daemon stopped consuming work. Pauses consume no item attempts and are lifted by
