@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod crashpoint;
@@ -17,3 +18,4 @@ pub mod storage;
 pub mod telemetry;
 pub mod testing;
 pub mod text;
+pub mod worker;

@@ -3,35 +3,15 @@
 use serde::Serialize;
 use sqlx::{FromRow, Sqlite, Transaction};
 
+use super::states::{AttemptCost, ReportState};
 use super::{Db, DbError, now_ms, now_text};
 
-/// What jbxd records of one analysis (built by the pipeline from the API's reply).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AnalysisRecord {
-    pub webid: String,
-    pub submission_id: Option<String>,
-    pub analysisid: Option<String>,
-    pub status: Option<String>,
-    pub detection: Option<String>,
-    pub score: Option<i64>,
-    pub threatname: Option<String>,
-    pub classification: Option<String>,
-    pub filename: Option<String>,
-    pub md5: Option<String>,
-    pub sha1: Option<String>,
-    pub sha256: Option<String>,
-    pub scriptname: Option<String>,
-    pub systems: Option<String>,
-    pub time: Option<String>,
-    pub duration: Option<i64>,
-    pub encrypted: Option<bool>,
-    pub info_json: Option<String>,
-}
-
-/// A row of `analyses`.
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A row of `analyses`: what jbxd records of one analysis (built by the pipeline from the
+/// API's reply, see `pipeline::outcomes::analysis_record`) and what the index reads back.
+#[derive(Debug, Clone, Default, PartialEq, FromRow, Serialize)]
 pub struct AnalysisRow {
     pub webid: String,
+    /// The item it belongs to (kept once set: an analysis never changes hands).
     pub item_id: Option<i64>,
     pub submission_id: Option<String>,
     pub analysisid: Option<String>,
@@ -49,7 +29,13 @@ pub struct AnalysisRow {
     pub time: Option<String>,
     pub duration: Option<i64>,
     pub encrypted: Option<bool>,
-    pub recorded_at: String,
+    /// The server's whole object: written, not read back by the listings.
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub info_json: Option<String>,
+    /// When the row was first recorded (set by the database; `None` on a new record).
+    #[sqlx(default)]
+    pub recorded_at: Option<String>,
 }
 
 /// A row of `reports`.
@@ -61,7 +47,7 @@ pub struct ReportRow {
     #[serde(rename = "type")]
     pub report_type: String,
     pub run: Option<i64>,
-    pub state: String,
+    pub state: ReportState,
     pub path: Option<String>,
     pub size: Option<i64>,
     pub sha256: Option<String>,
@@ -72,11 +58,12 @@ pub struct ReportRow {
     pub downloaded_at: Option<String>,
 }
 
-/// Inserts or refreshes an analysis (verdict fields change while it runs).
+/// Inserts or refreshes an analysis of item `item_id` (verdict fields change while it runs;
+/// the row's own `item_id` and `recorded_at` are the database's).
 pub async fn upsert(
     tx: &mut Transaction<'static, Sqlite>,
-    item_id: Option<i64>,
-    a: &AnalysisRecord,
+    item_id: i64,
+    a: &AnalysisRow,
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO analyses (webid, item_id, submission_id, analysisid, status, detection,
@@ -120,11 +107,7 @@ pub async fn upsert(
 }
 
 /// Records analyses seen while a submission still runs (so `jbxd status` can show them).
-pub async fn upsert_many(
-    db: &Db,
-    item_id: Option<i64>,
-    analyses: &[AnalysisRecord],
-) -> Result<(), DbError> {
+pub async fn upsert_many(db: &Db, item_id: i64, analyses: &[AnalysisRow]) -> Result<(), DbError> {
     let mut tx = db.begin_write().await?;
     for a in analyses {
         upsert(&mut tx, item_id, a).await?;
@@ -260,14 +243,14 @@ pub async fn report_failed(db: &Db, id: i64, error: &str) -> Result<(), DbError>
     Ok(())
 }
 
-/// A transient failure: back to `pending` from `next_attempt_at`. `count_attempt` false gives
-/// the attempt back (global pause).
+/// A transient failure: back to `pending` from `next_attempt_at`; [`AttemptCost::Free`] gives
+/// the claim's attempt back (global pause, unreachable server).
 pub async fn report_retry(
     db: &Db,
     id: i64,
     error: &str,
     next_attempt_at: i64,
-    count_attempt: bool,
+    cost: AttemptCost,
 ) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE reports SET state = 'pending', error = ?, next_attempt_at = ?,
@@ -276,7 +259,7 @@ pub async fn report_retry(
     )
     .bind(error)
     .bind(next_attempt_at)
-    .bind(i64::from(!count_attempt))
+    .bind(i64::from(cost == AttemptCost::Free))
     .bind(id)
     .execute(db.pool())
     .await?;

@@ -5,65 +5,15 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{FromRow, Sqlite, Transaction};
 
+use super::states::{AttemptCost, AttemptOutcome, ItemKind, ItemState};
 use super::{Db, DbError, now_ms, now_text};
-
-/// The life of an item. Every arrow is one committed transaction:
-/// `queued → submitting → submitted → downloading → done`, and at any point the terminal
-/// `rejected` (bad input, never retried), `failed` (gave up, with the last error) or
-/// `duplicate` (linked to an earlier item).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, Serialize)]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum ItemState {
-    Queued,
-    Submitting,
-    Submitted,
-    Downloading,
-    Done,
-    Rejected,
-    Failed,
-    Duplicate,
-}
-
-impl ItemState {
-    pub const ALL: [ItemState; 8] = [
-        Self::Queued,
-        Self::Submitting,
-        Self::Submitted,
-        Self::Downloading,
-        Self::Done,
-        Self::Rejected,
-        Self::Failed,
-        Self::Duplicate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Submitting => "submitting",
-            Self::Submitted => "submitted",
-            Self::Downloading => "downloading",
-            Self::Done => "done",
-            Self::Rejected => "rejected",
-            Self::Failed => "failed",
-            Self::Duplicate => "duplicate",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Done | Self::Rejected | Self::Failed | Self::Duplicate
-        )
-    }
-}
 
 /// A row of `items`. Queries read it with `SELECT *` / `RETURNING *`: `FromRow` ignores the
 /// columns it does not need (raw name, source identity), so a new column cannot break them.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Item {
     pub id: i64,
-    pub kind: String,
+    pub kind: ItemKind,
     pub source: String,
     pub item_key: String,
     pub name: String,
@@ -92,7 +42,7 @@ pub struct Item {
 
 impl Item {
     pub fn is_url(&self) -> bool {
-        self.kind == "url"
+        self.kind == ItemKind::Url
     }
 }
 
@@ -103,7 +53,7 @@ pub struct Attempt {
     pub item_id: i64,
     pub attempt_key: String,
     pub started_at: String,
-    pub outcome: Option<String>,
+    pub outcome: Option<AttemptOutcome>,
     pub submission_id: Option<String>,
     pub detail: Option<String>,
 }
@@ -161,9 +111,26 @@ async fn earlier_samples(
         .collect())
 }
 
+/// Whether new samples are matched against earlier ones (`dedup.samples`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDedup {
+    /// A sample with the sha256 of an earlier item (not given up on) is its `duplicate`,
+    /// unless forced.
+    BySha256,
+    /// Every sample is an item of its own.
+    Off,
+}
+
+impl SampleDedup {
+    /// The setting of `dedup.samples`.
+    pub fn configured(samples: bool) -> Self {
+        if samples { Self::BySha256 } else { Self::Off }
+    }
+}
+
 /// Records staged files in one transaction (group commit): each becomes `queued`, or
-/// `duplicate` of an earlier item with the same sha256 when `dedup` is on and the file is not
-/// forced — an item recorded before, or an earlier file of the same batch. Returns the new ids
+/// `duplicate` of an earlier item with the same sha256 ([`SampleDedup::BySha256`]) when the
+/// file is not forced — an item recorded before, or an earlier file of the same batch. Returns the new ids
 /// and states in input order (ids ascend in input order).
 ///
 /// One statement for the whole batch (intake records 100 files at a time; a statement per file
@@ -173,11 +140,12 @@ async fn earlier_samples(
 pub async fn insert_files(
     db: &Db,
     files: &[NewFile],
-    dedup: bool,
+    dedup: SampleDedup,
 ) -> Result<Vec<(i64, ItemState)>, DbError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
+    let dedup = dedup == SampleDedup::BySha256;
     let mut tx = db.begin_write().await?;
     let earlier = if dedup {
         earlier_samples(&mut tx, files).await?
@@ -379,15 +347,47 @@ pub async fn claim_for_submit(
     Ok(out)
 }
 
+/// What to record on an attempt row: its outcome, the submission id when one is known (else
+/// the recorded one is kept) and what happened (replacing any earlier detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptUpdate<'a> {
+    pub outcome: AttemptOutcome,
+    pub submission_id: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> AttemptUpdate<'a> {
+    /// The outcome with what happened.
+    pub fn new(outcome: AttemptOutcome, detail: &'a str) -> Self {
+        Self {
+            outcome,
+            submission_id: None,
+            detail: Some(detail),
+        }
+    }
+
+    /// A chunked upload's submission, recorded before the first chunk goes out.
+    pub fn chunked_pending(submission_id: &'a str) -> Self {
+        Self {
+            outcome: AttemptOutcome::ChunkedPending,
+            submission_id: Some(submission_id),
+            detail: None,
+        }
+    }
+}
+
 /// Records what became of an attempt (e.g. `chunked_pending` with the submission id, before
 /// the chunks are sent).
 pub async fn set_attempt_outcome(
     db: &Db,
     attempt_key: &str,
-    outcome: &str,
-    submission_id: Option<&str>,
-    detail: Option<&str>,
+    update: AttemptUpdate<'_>,
 ) -> Result<(), DbError> {
+    let AttemptUpdate {
+        outcome,
+        submission_id,
+        detail,
+    } = update;
     sqlx::query(
         "UPDATE submit_attempts
             SET outcome = ?, submission_id = coalesce(?, submission_id), detail = ?
@@ -402,17 +402,30 @@ pub async fn set_attempt_outcome(
     Ok(())
 }
 
+/// How an item became `submitted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted<'a> {
+    /// The attempt the server accepted (recorded `accepted` with the submission id); `None`
+    /// when nothing was sent (an analysis reused from the server).
+    pub accepted_attempt: Option<&'a str>,
+    /// The submission the poller follows; `None` when only its analyses are known.
+    pub submission_id: Option<&'a str>,
+    /// When the first poll is due (unix ms).
+    pub first_poll_at: i64,
+    /// How it came about, for the item's note (`None` keeps the note).
+    pub note: Option<&'a str>,
+}
+
 /// The submission was accepted: `submitted`, polled from `first_poll_at`.
-pub async fn mark_submitted(
-    db: &Db,
-    item_id: i64,
-    attempt_key: Option<&str>,
-    submission_id: Option<&str>,
-    first_poll_at: i64,
-    note: Option<&str>,
-) -> Result<(), DbError> {
+pub async fn mark_submitted(db: &Db, item_id: i64, how: Submitted<'_>) -> Result<(), DbError> {
+    let Submitted {
+        accepted_attempt,
+        submission_id,
+        first_poll_at,
+        note,
+    } = how;
     let mut tx = db.begin_write().await?;
-    if let Some(key) = attempt_key {
+    if let Some(key) = accepted_attempt {
         sqlx::query(
             "UPDATE submit_attempts SET outcome = 'accepted', submission_id = ? WHERE attempt_key = ?",
         )
@@ -465,14 +478,15 @@ pub async fn mark_unknown_outcome(
     Ok(())
 }
 
-/// Back to `queued` for a later try. `count_attempt` is false for global pauses (maintenance,
-/// invalid key, quota), which must not use up the item's attempts.
+/// Back to `queued` for a later try from `next_attempt_at`, with why. Global pauses
+/// (maintenance, invalid key, quota) and an unreachable server cost no attempt
+/// ([`AttemptCost::Free`]).
 pub async fn requeue(
     db: &Db,
     item_id: i64,
-    error: Option<&str>,
+    error: &str,
     next_attempt_at: i64,
-    count_attempt: bool,
+    cost: AttemptCost,
 ) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE items SET state = 'queued', error = ?, next_attempt_at = ?,
@@ -481,7 +495,7 @@ pub async fn requeue(
     )
     .bind(error)
     .bind(next_attempt_at)
-    .bind(i64::from(count_attempt))
+    .bind(cost.counted())
     .bind(now_text())
     .bind(item_id)
     .execute(db.pool())
@@ -491,20 +505,15 @@ pub async fn requeue(
 
 /// Terminal: bad input, never retried.
 pub async fn reject(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
-    finish(db, item_id, ItemState::Rejected, Some(reason)).await
+    finish(db, item_id, ItemState::Rejected, reason).await
 }
 
 /// Terminal: gave up, with the last error.
 pub async fn fail(db: &Db, item_id: i64, reason: &str) -> Result<(), DbError> {
-    finish(db, item_id, ItemState::Failed, Some(reason)).await
+    finish(db, item_id, ItemState::Failed, reason).await
 }
 
-async fn finish(
-    db: &Db,
-    item_id: i64,
-    state: ItemState,
-    error: Option<&str>,
-) -> Result<(), DbError> {
+async fn finish(db: &Db, item_id: i64, state: ItemState, error: &str) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE items SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
     )
@@ -583,12 +592,12 @@ pub async fn schedule_poll(db: &Db, item_id: i64, next_at: i64) -> Result<(), Db
 pub async fn record_finished(
     db: &Db,
     item_id: i64,
-    analyses: &[super::AnalysisRecord],
+    analyses: &[super::AnalysisRow],
     report_types: &[String],
 ) -> Result<ItemState, DbError> {
     let mut tx = db.begin_write().await?;
     for analysis in analyses {
-        super::analyses::upsert(&mut tx, Some(item_id), analysis).await?;
+        super::analyses::upsert(&mut tx, item_id, analysis).await?;
         for report_type in report_types {
             sqlx::query("INSERT OR IGNORE INTO reports (webid, type, run) VALUES (?, ?, NULL)")
                 .bind(&analysis.webid)

@@ -24,10 +24,12 @@ pub mod health;
 pub mod invariants;
 pub mod items;
 pub mod pipeline;
+pub mod states;
 pub mod url_queue;
 
-pub use analyses::{AnalysisRecord, AnalysisRow, ReportRow};
-pub use items::{Attempt, Item, ItemState, NewFile};
+pub use analyses::{AnalysisRow, ReportRow};
+pub use items::{Attempt, AttemptUpdate, Item, NewFile, SampleDedup, Submitted};
+pub use states::{AttemptCost, AttemptOutcome, ItemKind, ItemState, ReportState};
 
 /// The embedded migrations (`migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,6 +1,6 @@
 //! Queries only the pipeline needs: lease keep-alives, start-up rescheduling and notes.
 
-use super::items::ItemState;
+use super::states::ItemState;
 use super::{Db, DbError, now_text};
 
 /// Pushes the due time of an item that is still in `state` (a claim's lease) to `until_ms`.

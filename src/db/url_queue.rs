@@ -4,7 +4,8 @@
 
 use sqlx::FromRow;
 
-use super::items::{ItemState, new_item_key};
+use super::items::new_item_key;
+use super::states::ItemState;
 use super::{Db, DbError, now_text};
 
 /// A new row as the producer left it. `url` is whatever was inserted: `None` when it was not

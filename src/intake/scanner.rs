@@ -52,6 +52,7 @@ use super::{escape_name, floor};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, NewFile};
 use crate::storage::{StagedTemp, Store};
+use crate::worker::{self, Backoff, Turn, Woken, Worker};
 
 /// jbxd's own subfolder of the drop folder, for entries moved aside.
 pub const REJECTED_DIR: &str = "rejected";
@@ -195,51 +196,46 @@ impl ScanState {
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
     let interval = floor(Duration::from_secs(app.config.intake.scan_interval_secs));
     let settle = settle_period(&app);
-    let mut state = ScanState::new();
-    let mut last_error: Option<String> = None;
-    let mut backoff = Duration::ZERO;
-    loop {
-        app.heartbeats.beat(WORKER);
-        let mut delay = interval;
-        match scan(&app, &mut state, Some(&cancel)).await {
-            Ok(_) => {
-                if last_error.take().is_some() {
-                    tracing::info!(drop_dir = %app.config.drop_dir.display(), "drop folder scans work again");
-                }
-                backoff = Duration::ZERO;
-                if let Some(due) = state.next_due(settle) {
-                    delay = delay.min(floor(due));
-                }
+    // The step's state, borrowed by one step at a time (a lock, as the step is a future).
+    let state = tokio::sync::Mutex::new(ScanState::new());
+    let (app, cancel, state) = (&app, &cancel, &state);
+    let worker = Worker {
+        name: WORKER,
+        heartbeats: &app.heartbeats,
+        status: &app.wake.status,
+        cancel,
+        // A failing scan (the folder gone, a permission) is tried again within the interval.
+        backoff: Backoff {
+            first: Duration::from_secs(1),
+            cap: interval.max(Duration::from_secs(1)),
+        },
+    };
+    worker::run(
+        worker,
+        || async move {
+            let mut state = state.lock().await;
+            let outcome = scan(app, &mut state, Some(cancel)).await?;
+            // The next scan: after the interval, or when the next candidate may have settled.
+            let next = state
+                .next_due(settle)
+                .map_or(interval, |due| interval.min(floor(due)));
+            Ok(Turn {
+                outcome,
+                next: Some(next),
+            })
+        },
+        |_| async move {
+            app.wake.scan.notified().await;
+            // Events come in bursts (one per write): let a burst pass so it costs one scan.
+            // A file renamed in from a temp name is complete: no need to wait for more.
+            if app.renamed_in.is_empty() {
+                Woken::SettleUntil(tokio::time::Instant::now() + super::MIN_DELAY)
+            } else {
+                Woken::Now
             }
-            Err(e) => {
-                let message = format!("{e:#}");
-                if last_error.as_deref() != Some(message.as_str()) {
-                    tracing::error!(error = %message, "drop folder scan failed; retrying");
-                    last_error = Some(message);
-                }
-                backoff = (backoff * 2)
-                    .clamp(Duration::from_secs(1), interval.max(Duration::from_secs(1)));
-                delay = backoff;
-            }
-        }
-        // Asleep until the next scan, not stalled (the watchdog judges it by this).
-        app.heartbeats.sleeping_until(WORKER, delay);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = app.wake.scan.notified() => {
-                // Events come in bursts (one per write): let a burst pass so it costs one scan.
-                // A file renamed in from a temp name is complete: no need to wait for more.
-                if app.renamed_in.is_empty() {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(super::MIN_DELAY) => {}
-                    }
-                }
-            }
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-    Ok(())
+        },
+    )
+    .await
 }
 
 /// One full scan of the drop folder.
@@ -851,7 +847,12 @@ async fn record(app: App, batch: Vec<Taken>) -> anyhow::Result<Vec<Source>> {
         .context("cannot make the staged samples durable in quarantine")?;
     crate::crashpoint::hit("after_stage");
     let files: Vec<NewFile> = taken.iter().map(|t| t.file.clone()).collect();
-    let recorded = db::items::insert_files(&app.db, &files, app.config.dedup.samples).await?;
+    let recorded = db::items::insert_files(
+        &app.db,
+        &files,
+        db::SampleDedup::configured(app.config.dedup.samples),
+    )
+    .await?;
     crate::crashpoint::hit("after_record");
     let mut sources = Vec::with_capacity(taken.len());
     for (t, (id, item_state)) in taken.into_iter().zip(&recorded) {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MIN_DELAY, floor, params, url_validate};
 use crate::app::{App, StepOutcome};
 use crate::db::url_queue::{self, Applied, UrlDecision};
+use crate::worker::{self, Backoff, Turn, Woken, Worker};
 
 /// Rows read and decided per transaction.
 pub const BATCH: i64 = 100;
@@ -76,60 +77,54 @@ pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
         // notify's watch() waits for its event-loop thread: keep it off the runtime.
         tokio::task::spawn_blocking(move || WalWatch::start(&db_path)).await?
     };
-    let mut changed_at: Option<Instant> = None;
-    let mut backoff = Duration::ZERO;
-    loop {
-        app.heartbeats.beat(WORKER);
-        let polled = Instant::now();
-        let delay = match pass(&app).await {
-            Ok((_, true)) => {
-                backoff = Duration::ZERO;
+    // When the database last changed (set by the wake-up, read by the step's pacing).
+    let changed_at: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let (app, watch, changed_at) = (&app, &watch, &changed_at);
+    let worker = Worker {
+        name: WORKER,
+        heartbeats: &app.heartbeats,
+        status: &app.wake.status,
+        cancel: &cancel,
+        backoff: Backoff {
+            first: interval,
+            cap: interval.max(Duration::from_secs(30)),
+        },
+    };
+    worker::run(
+        worker,
+        || async move {
+            let (outcome, full) = pass(app).await?;
+            let hot = || {
+                changed_at
+                    .lock()
+                    .expect("changed_at lock")
+                    .is_some_and(|at| at.elapsed() < HOT_WINDOW)
+            };
+            let next = if full {
                 // A full batch (by rows or by bytes): more rows are probably waiting.
-                Duration::ZERO
-            }
-            Ok((_, false)) => {
-                backoff = Duration::ZERO;
-                if !watch.is_alive() {
-                    interval
-                } else if changed_at.is_some_and(|at| at.elapsed() < HOT_WINDOW) {
-                    spacing
-                } else {
-                    interval.max(QUIET_POLL)
+                None
+            } else if !watch.is_alive() {
+                Some(interval)
+            } else if hot() {
+                Some(spacing)
+            } else {
+                Some(interval.max(QUIET_POLL))
+            };
+            Ok(Turn { outcome, next })
+        },
+        |polled| async move {
+            tokio::select! {
+                _ = app.wake.urls.notified() => Woken::Now,
+                _ = watch.changed() => {
+                    let now = Instant::now();
+                    *changed_at.lock().expect("changed_at lock") = Some(now);
+                    // A commit is a burst of writes: let it pass, and keep to the spacing.
+                    Woken::SettleUntil((now + MIN_DELAY).max(polled + spacing))
                 }
             }
-            Err(e) => {
-                backoff = (backoff * 2).clamp(interval, interval.max(Duration::from_secs(30)));
-                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64,
-                    "url queue pass failed");
-                backoff
-            }
-        };
-        if delay.is_zero() {
-            if cancel.is_cancelled() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            continue;
-        }
-        app.heartbeats.sleeping_until(WORKER, delay);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = app.wake.urls.notified() => {}
-            _ = watch.changed() => {
-                let now = Instant::now();
-                changed_at = Some(now);
-                // A commit is a burst of writes: let it pass, and keep to the spacing.
-                let at = (now + MIN_DELAY).max(polled + spacing);
-                app.heartbeats.sleeping_until(WORKER, at - now);
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep_until(at) => {}
-                }
-            }
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-    Ok(())
+        },
+    )
+    .await
 }
 
 /// An inotify watch on `data_dir` for writes to the database's WAL (`<db>-wal`), as a

@@ -8,7 +8,7 @@ use crate::api::{ApiError, ApiErrorKind};
 use crate::app::PauseReason;
 
 /// The shortest delay jbxd ever schedules: a configured 0 means "as fast as this allows".
-pub const MIN_DELAY: Duration = Duration::from_millis(100);
+pub use crate::worker::MIN_DELAY;
 
 /// What kind of call failed; the same error means different things for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

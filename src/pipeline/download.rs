@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Backoff, Call, classify};
+use super::outcomes::{AfterFailure, after_failure};
 use super::{all_done, at, backoff, escaped};
 use crate::api::ApiError;
 use crate::app::{App, StepOutcome};
-use crate::db::{self, ReportRow};
+use crate::db::{self, AttemptCost, ReportRow};
 use crate::storage::safe_file_name;
 
 /// Types whose file is a zip archive.
@@ -195,7 +196,7 @@ async fn on_api_error(app: &App, row: &ReportRow, error: &ApiError) -> anyhow::R
         Action::Pause { reason, detail } => {
             app.pause(reason, &detail).await?;
             let next = at(b.delay(0).max(Duration::from_secs(1)));
-            db::analyses::report_retry(&app.db, row.id, &detail, next, false).await?;
+            db::analyses::report_retry(&app.db, row.id, &detail, next, AttemptCost::Free).await?;
         }
     }
     Ok(())
@@ -207,19 +208,23 @@ async fn retry_or_fail(
     detail: &str,
     after: Duration,
 ) -> anyhow::Result<()> {
-    if app.breaker_open() {
-        // The server is unreachable (circuit breaker): the claim's attempt is given back.
-        db::analyses::report_retry(&app.db, row.id, detail, at(after), false).await?;
-        warn!(webid = %row.webid, report = %row.report_type, error = %detail, "server unreachable; download retried later without using an attempt");
-        return Ok(());
-    }
-    if row.attempts >= i64::from(app.config.pipeline.max_attempts.max(1)) {
-        let reason = format!("gave up after {} attempts: {detail}", row.attempts);
-        db::analyses::report_failed(&app.db, row.id, &reason).await?;
-        warn!(webid = %row.webid, report = %row.report_type, %reason, "report failed");
-    } else {
-        db::analyses::report_retry(&app.db, row.id, detail, at(after), true).await?;
-        warn!(webid = %row.webid, report = %row.report_type, error = %detail, retry_in = ?after, "download failed; will retry");
+    // The claim counted this attempt already.
+    match after_failure(app, row.attempts) {
+        AfterFailure::Unreachable => {
+            db::analyses::report_retry(&app.db, row.id, detail, at(after), AttemptCost::Free)
+                .await?;
+            warn!(webid = %row.webid, report = %row.report_type, error = %detail, "server unreachable; download retried later without using an attempt");
+        }
+        AfterFailure::GiveUp => {
+            let reason = format!("gave up after {} attempts: {detail}", row.attempts);
+            db::analyses::report_failed(&app.db, row.id, &reason).await?;
+            warn!(webid = %row.webid, report = %row.report_type, %reason, "report failed");
+        }
+        AfterFailure::Retry => {
+            db::analyses::report_retry(&app.db, row.id, detail, at(after), AttemptCost::Counted)
+                .await?;
+            warn!(webid = %row.webid, report = %row.report_type, error = %detail, retry_in = ?after, "download failed; will retry");
+        }
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::api::{ApiError, ApiErrorKind, FoundSubmission, MarkerFindings, wire_file_name};
 use crate::app::App;
-use crate::db::{self, Attempt, Item};
+use crate::db::{self, Attempt, AttemptOutcome, AttemptUpdate, Item};
 
 /// How far the server's clock may be ahead of ours when the list is cut to the attempts'
 /// window (its `time` fields have second precision and the server's own offset).
@@ -48,8 +48,8 @@ pub(crate) fn started(attempt: &Attempt) -> Option<DateTime<Utc>> {
 pub(crate) fn needs_marker_lookup(attempt: &Attempt) -> bool {
     attempt.submission_id.is_none()
         && matches!(
-            attempt.outcome.as_deref(),
-            None | Some("unknown" | "not_found")
+            attempt.outcome,
+            None | Some(AttemptOutcome::Unknown | AttemptOutcome::NotFound)
         )
 }
 
@@ -170,14 +170,11 @@ pub async fn record_deleted_duplicate(
         "duplicate submission: {what} (analyses {}) deleted on the server",
         webids.join(", ")
     );
-    db::items::set_attempt_outcome(
-        &app.db,
-        attempt_key,
-        "abandoned",
-        found.submission_id.as_deref(),
-        Some(&detail),
-    )
-    .await?;
+    let update = AttemptUpdate {
+        submission_id: found.submission_id.as_deref(),
+        ..AttemptUpdate::new(AttemptOutcome::Abandoned, &detail)
+    };
+    db::items::set_attempt_outcome(&app.db, attempt_key, update).await?;
     warn!(attempt = %attempt_key, %detail, "duplicate submission detected and deleted");
     Ok(format!(
         "duplicate submission by attempt {attempt_key} ({detail})"
@@ -201,14 +198,11 @@ pub async fn delete_orphans(
          by name and time and deleted",
         ids.join(", ")
     );
-    db::items::set_attempt_outcome(
-        &app.db,
-        &attempt.attempt_key,
-        "abandoned",
-        ids.first().map(String::as_str),
-        Some(&detail),
-    )
-    .await?;
+    let update = AttemptUpdate {
+        submission_id: ids.first().map(String::as_str),
+        ..AttemptUpdate::new(AttemptOutcome::Abandoned, &detail)
+    };
+    db::items::set_attempt_outcome(&app.db, &attempt.attempt_key, update).await?;
     info!(attempt = %attempt.attempt_key, submissions = ?ids, "deleted the orphaned chunked submission");
     Ok(Ok(()))
 }

@@ -19,24 +19,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
-use super::{all_done, at, backoff, escaped, report_types};
+use super::outcomes::{all_done, analysis_records, escaped, report_types};
+use super::pace::{DueFrom, at, backoff, plan_for, worker_loop};
+use super::schedule::{PollPlan, jittered, random_unit};
 use crate::api::ApiError;
 use crate::api::types::Analysis;
 use crate::app::{App, StepOutcome};
-use crate::db::{self, AnalysisRecord, Item, ItemState};
+use crate::db::{self, AttemptOutcome, Item, ItemState};
 
 /// A poll claim's lease (start-up recovery releases the leases a crash left behind).
 const LEASE_MS: i64 = 10 * 60 * 1000;
 
 /// Runs the poll worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(
+    worker_loop(
         &app,
         &cancel,
         "poll",
         Some(&app.wake.poll),
-        super::DueFrom::Items(db::ItemState::Submitted),
+        DueFrom::Items(ItemState::Submitted),
         || run_once(&app),
     )
     .await
@@ -61,21 +62,6 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
 enum Observed {
     Finished(Vec<Analysis>),
     Running(Vec<Analysis>),
-}
-
-fn plan_for(app: &App, item: &Item) -> PollPlan {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    PollPlan::new(&app.config.poll, analysis_time)
 }
 
 /// How long ago the item was submitted (zero when unknown).
@@ -128,9 +114,9 @@ async fn poll_one(app: &App, item: Item) -> anyhow::Result<()> {
             finish(app, &item, &analyses, late).await
         }
         Ok(Observed::Running(analyses)) => {
-            let records = records(&analyses, item.submission_id.as_deref());
+            let records = analysis_records(&analyses, item.submission_id.as_deref());
             if !records.is_empty() {
-                db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
+                db::analyses::upsert_many(&app.db, item.id, &records).await?;
             }
             if plan.timed_out(age) {
                 let reason = format!("timed out: analysis not finished after {} s", age.as_secs());
@@ -219,7 +205,7 @@ async fn finish(
     analyses: &[Analysis],
     late_duplicates: Option<String>,
 ) -> anyhow::Result<()> {
-    let records = records(analyses, item.submission_id.as_deref());
+    let records = analysis_records(analyses, item.submission_id.as_deref());
     let types = report_types(&app.config);
     crate::crashpoint::hit("after_poll_finished");
     let mut state = db::items::record_finished(&app.db, item.id, &records, &types).await?;
@@ -281,7 +267,7 @@ async fn settle_late_duplicates(
     let attempts = db::items::attempts_of(&app.db, item.id).await?;
     let late: Vec<&db::Attempt> = attempts
         .iter()
-        .filter(|a| a.outcome.as_deref() == Some("not_found") && a.submission_id.is_none())
+        .filter(|a| a.outcome == Some(AttemptOutcome::NotFound) && a.submission_id.is_none())
         .collect();
     if late.is_empty() {
         return Ok(Ok(None));
@@ -302,75 +288,4 @@ async fn settle_late_duplicates(
         }
     }
     Ok(Ok((!notes.is_empty()).then(|| notes.join("; "))))
-}
-
-fn records(analyses: &[Analysis], submission_id: Option<&str>) -> Vec<AnalysisRecord> {
-    analyses
-        .iter()
-        .map(|a| analysis_record(a, submission_id))
-        .collect()
-}
-
-/// What jbxd records of an analysis: its verdict fields and hashes (empty strings, as servers
-/// send for URL analyses, become NULL), the systems of its runs, and the whole object.
-pub fn analysis_record(a: &Analysis, submission_id: Option<&str>) -> AnalysisRecord {
-    fn text(v: &Option<String>) -> Option<String> {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    }
-    let systems: Vec<&str> = a
-        .runs
-        .iter()
-        .flatten()
-        .filter_map(|r| r.system.as_deref())
-        .filter(|s| !s.is_empty())
-        .collect();
-    AnalysisRecord {
-        webid: a.webid.clone(),
-        submission_id: submission_id.map(str::to_owned),
-        analysisid: text(&a.analysisid),
-        status: text(&a.status),
-        detection: text(&a.detection),
-        score: a.score,
-        threatname: text(&a.threatname),
-        classification: text(&a.classification),
-        filename: text(&a.filename),
-        md5: text(&a.md5),
-        sha1: text(&a.sha1),
-        sha256: text(&a.sha256),
-        scriptname: text(&a.scriptname),
-        systems: (!systems.is_empty()).then(|| systems.join(",")),
-        time: text(&a.time),
-        duration: a.duration,
-        encrypted: a.encrypted,
-        info_json: serde_json::to_string(a).ok(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_analysis_becomes_a_record_with_its_verdict_and_systems() {
-        let a: Analysis = serde_json::from_str(
-            r#"{"webid": 42, "analysisid": "42", "status": "finished", "detection": "malicious",
-                "score": 88, "threatname": "Emotet", "sha256": "", "md5": "abc",
-                "filename": "x.exe", "runs": [{"system": "w10x64"}, {"system": "w7"}]}"#,
-        )
-        .unwrap();
-        let r = analysis_record(&a, Some("7"));
-        assert_eq!(r.webid, "42");
-        assert_eq!(r.submission_id.as_deref(), Some("7"));
-        assert_eq!(r.detection.as_deref(), Some("malicious"));
-        assert_eq!(r.score, Some(88));
-        assert_eq!(r.sha256, None);
-        assert_eq!(r.md5.as_deref(), Some("abc"));
-        assert_eq!(r.systems.as_deref(), Some("w10x64,w7"));
-        let info: serde_json::Value =
-            serde_json::from_str(r.info_json.as_deref().unwrap()).unwrap();
-        assert_eq!(info["threatname"], "Emotet");
-    }
 }

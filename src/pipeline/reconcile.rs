@@ -38,23 +38,24 @@ use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
 use super::lookup::{self, ServerView};
-use super::poll::analysis_record;
-use super::submit::give_up_or_requeue;
-use super::{all_done, at, backoff, grace};
+use super::outcomes::{all_done, analysis_records, give_up_or_requeue};
+use super::pace::{DueFrom, at, backoff, grace, worker_loop};
 use crate::api::types::Analysis;
 use crate::api::{ApiError, ApiErrorKind, FoundSubmission};
 use crate::app::{App, StepOutcome};
-use crate::db::{self, Attempt, Item, ItemState};
+use crate::db::{
+    self, Attempt, AttemptCost, AttemptOutcome, AttemptUpdate, Item, ItemState, Submitted,
+};
 
 /// Runs the reconcile worker until `cancel` fires. It has no wake-up of its own: its work
 /// becomes due by time (grace periods, leases), which the idle interval catches.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(
+    worker_loop(
         &app,
         &cancel,
         "reconcile",
         Some(&app.wake.reconcile),
-        super::DueFrom::Items(db::ItemState::Submitting),
+        DueFrom::Items(ItemState::Submitting),
         || run_once(&app),
     )
     .await
@@ -156,11 +157,8 @@ async fn reconcile_one(
                 return lookup_failed(app, &item, &error).await;
             }
         }
-        let records: Vec<_> = analyses
-            .iter()
-            .map(|a| analysis_record(a, submission_id.as_deref()))
-            .collect();
-        db::analyses::upsert_many(&app.db, Some(item.id), &records).await?;
+        let records = analysis_records(&analyses, submission_id.as_deref());
+        db::analyses::upsert_many(&app.db, item.id, &records).await?;
         let mut note = format!("adopted attempt {key} after reconciliation");
         for duplicate in &findings.duplicates {
             let text =
@@ -170,24 +168,17 @@ async fn reconcile_one(
         }
         // Attempts not seen yet are looked up once more when the analysis finishes (poll).
         for (open, _) in &findings.open {
-            db::items::set_attempt_outcome(
-                &app.db,
-                open,
-                "not_found",
-                None,
-                Some(&format!("not found when attempt {key} was adopted")),
-            )
-            .await?;
+            let detail = format!("not found when attempt {key} was adopted");
+            let update = AttemptUpdate::new(AttemptOutcome::NotFound, &detail);
+            db::items::set_attempt_outcome(&app.db, open, update).await?;
         }
-        db::items::mark_submitted(
-            &app.db,
-            item.id,
-            Some(&key),
-            submission_id.as_deref(),
-            db::now_ms(),
-            Some(&note),
-        )
-        .await?;
+        let how = Submitted {
+            accepted_attempt: Some(&key),
+            submission_id: submission_id.as_deref(),
+            first_poll_at: db::now_ms(),
+            note: Some(&note),
+        };
+        db::items::mark_submitted(&app.db, item.id, how).await?;
         info!(item = item.id, attempt = %key, submission_id = ?submission_id, analyses = records.len(), "submission found by reconciliation; adopted");
         app.wake.poll.notify_one();
         return Ok(());
@@ -208,17 +199,12 @@ async fn reconcile_one(
             return Ok(());
         }
         for (key, _) in &findings.open {
-            db::items::set_attempt_outcome(
-                &app.db,
-                key,
-                "not_found",
-                None,
-                Some(&format!(
-                    "not found on the server within the {} s look-up window",
-                    window.as_secs()
-                )),
-            )
-            .await?;
+            let detail = format!(
+                "not found on the server within the {} s look-up window",
+                window.as_secs()
+            );
+            let update = AttemptUpdate::new(AttemptOutcome::NotFound, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
         }
     }
     let detail = "no submission found on the server for the earlier attempt; submitting again";
@@ -232,7 +218,7 @@ async fn reconcile_one(
         .await?;
     } else {
         // Orphaned by a crash: not the item's fault, no attempt used.
-        db::items::requeue(&app.db, item.id, Some(detail), db::now_ms(), false).await?;
+        db::items::requeue(&app.db, item.id, detail, db::now_ms(), AttemptCost::Free).await?;
         info!(
             item = item.id,
             "nothing found for the interrupted attempt; requeued"
@@ -256,12 +242,18 @@ async fn look_up(
         sent_unknown: false,
     };
     for attempt in attempts {
-        let outcome = attempt.outcome.as_deref();
+        let outcome = attempt.outcome;
         // Refused and abandoned attempts created nothing (or what they created is deleted).
-        if matches!(outcome, Some("refused" | "abandoned")) {
+        if matches!(
+            outcome,
+            Some(AttemptOutcome::Refused | AttemptOutcome::Abandoned)
+        ) {
             continue;
         }
-        if matches!(outcome, Some("unknown" | "chunked_pending")) {
+        if matches!(
+            outcome,
+            Some(AttemptOutcome::Unknown | AttemptOutcome::ChunkedPending)
+        ) {
             findings.sent_unknown = true;
         }
         let found: Vec<FoundSubmission> = match attempt.submission_id.as_deref() {
@@ -273,7 +265,7 @@ async fn look_up(
             None => view.found(&attempt.attempt_key).to_vec(),
         };
         if found.is_empty() {
-            if lookup::needs_marker_lookup(attempt) && outcome != Some("not_found") {
+            if lookup::needs_marker_lookup(attempt) && outcome != Some(AttemptOutcome::NotFound) {
                 let orphans = view.chunked_orphans(app, item, attempt);
                 if !orphans.is_empty() {
                     if let Err(e) = lookup::delete_orphans(app, attempt, &orphans).await? {
@@ -313,7 +305,7 @@ async fn by_submission_id(
             db_note(
                 app,
                 &attempt.attempt_key,
-                "not_found",
+                AttemptOutcome::NotFound,
                 "submission no longer exists",
             )
             .await;
@@ -327,8 +319,8 @@ async fn by_submission_id(
     // even call a chunked submission without chunks `finished` with no analyses — adopting
     // that would record an empty result for a real sample.)
     let incomplete = matches!(
-        attempt.outcome.as_deref(),
-        Some("chunked_pending" | "unknown")
+        attempt.outcome,
+        Some(AttemptOutcome::ChunkedPending | AttemptOutcome::Unknown)
     ) && analyses.is_empty();
     if incomplete {
         match app.client.submission_delete(id).await {
@@ -340,7 +332,7 @@ async fn by_submission_id(
         db_note(
             app,
             &attempt.attempt_key,
-            "abandoned",
+            AttemptOutcome::Abandoned,
             "incomplete chunked upload deleted by reconciliation",
         )
         .await;
@@ -354,9 +346,9 @@ async fn by_submission_id(
 
 /// Best-effort bookkeeping on an attempt row (what the server said); losing it only costs
 /// one more lookup.
-async fn db_note(app: &App, key: &str, outcome: &str, detail: &str) {
-    if let Err(e) = db::items::set_attempt_outcome(&app.db, key, outcome, None, Some(detail)).await
-    {
+async fn db_note(app: &App, key: &str, outcome: AttemptOutcome, detail: &str) {
+    let update = AttemptUpdate::new(outcome, detail);
+    if let Err(e) = db::items::set_attempt_outcome(&app.db, key, update).await {
         warn!(attempt = %key, error = %e, "could not record the attempt's outcome");
     }
 }

@@ -16,30 +16,32 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
-use super::{all_done, at, backoff, grace, poll::analysis_record};
+use super::outcomes::{all_done, analysis_record, give_up_or_requeue};
+use super::pace::{DueFrom, at, backoff, grace, plan_for, worker_loop};
+use super::schedule::{jittered, random_unit};
 use crate::api::types::Analysis;
 use crate::api::{ApiError, ApiErrorKind, SearchQuery, SubmissionParams, wire_file_name};
 use crate::app::{App, StepOutcome};
 use crate::config::SubmissionConfig;
-use crate::db::{self, DbError, Item, ItemState};
+use crate::db::{
+    self, AttemptCost, AttemptOutcome, AttemptUpdate, DbError, Item, ItemState, Submitted,
+};
 
 /// How many hits of the sha256 lookup are examined at most.
 const MAX_LOOKUP_HITS: usize = 20;
 
 /// Runs the submit worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    super::worker_loop(
+    worker_loop(
         &app,
         &cancel,
         "submit",
         Some(&app.wake.submit),
-        super::DueFrom::Items(db::ItemState::Queued),
+        DueFrom::Items(ItemState::Queued),
         || run_once(&app),
     )
     .await
@@ -132,19 +134,7 @@ pub fn attempt_params(
 /// The first poll of a fresh submission, jittered: 0.9 × its `analysis-time` when it has one,
 /// else a quarter of `poll.expected_analysis_secs` (see `schedule::PollPlan`).
 pub(crate) fn first_poll_at(app: &App, item: &Item) -> i64 {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    let plan = PollPlan::new(&app.config.poll, analysis_time);
-    at(jittered(plan.first_delay(), random_unit()))
+    at(jittered(plan_for(app, item).first_delay(), random_unit()))
 }
 
 /// Why sending failed.
@@ -179,7 +169,8 @@ async fn submit_one(
     ) {
         Ok(params) => params,
         Err(reason) => {
-            db::items::set_attempt_outcome(&app.db, &key, "refused", None, Some(&reason)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &reason);
+            db::items::set_attempt_outcome(&app.db, &key, update).await?;
             db::items::reject(&app.db, item.id, &reason).await?;
             info!(item = item.id, %reason, "item rejected");
             return Ok(());
@@ -205,15 +196,13 @@ async fn submit_one(
     match with_lease(app, item.id, send(app, &item, &key, &params)).await {
         Ok(submission_id) => {
             crate::crashpoint::hit("after_submit_response");
-            db::items::mark_submitted(
-                &app.db,
-                item.id,
-                Some(&key),
-                Some(&submission_id),
-                first_poll_at(app, &item),
-                None,
-            )
-            .await?;
+            let how = Submitted {
+                accepted_attempt: Some(&key),
+                submission_id: Some(&submission_id),
+                first_poll_at: first_poll_at(app, &item),
+                note: None,
+            };
+            db::items::mark_submitted(&app.db, item.id, how).await?;
             info!(item = item.id, %submission_id, attempt = %key, "submitted");
             app.wake.poll.notify_one();
             Ok(())
@@ -239,8 +228,8 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         // The incomplete submission is still on the server (its id is on the attempt row):
         // reconciliation deletes it before anything is sent again.
         warn!(item = item.id, %submission_id, error = %detail, "chunked upload failed and its submission could not be deleted");
-        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", None, Some(&detail))
-            .await?;
+        let update = AttemptUpdate::new(AttemptOutcome::ChunkedPending, &detail);
+        db::items::set_attempt_outcome(&app.db, key, update).await?;
         db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, at(grace(app))).await?;
         return Ok(());
     }
@@ -253,52 +242,29 @@ async fn handle_failure(app: &App, item: &Item, key: &str, error: &ApiError) -> 
         }
         Action::Retry { after } => {
             let outcome = if matches!(error, ApiError::ChunkFailed { .. }) {
-                "abandoned"
+                AttemptOutcome::Abandoned
             } else {
-                "refused"
+                AttemptOutcome::Refused
             };
-            db::items::set_attempt_outcome(&app.db, key, outcome, None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(outcome, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             give_up_or_requeue(app, item, &detail, after).await?;
         }
         Action::Reject { reason } => {
-            db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             db::items::reject(&app.db, item.id, &reason).await?;
             info!(item = item.id, %reason, "item rejected by the server");
         }
         Action::Fatal { reason } => {
-            db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(&detail)).await?;
+            let update = AttemptUpdate::new(AttemptOutcome::Refused, &detail);
+            db::items::set_attempt_outcome(&app.db, key, update).await?;
             db::items::fail(&app.db, item.id, &reason).await?;
             warn!(item = item.id, %reason, "item failed");
         }
         Action::Pause { reason, detail } => {
             pause_and_requeue(app, item, key, reason, &detail).await?;
         }
-    }
-    Ok(())
-}
-
-/// Requeues after a retryable failure (counting the attempt), or fails the item once
-/// `pipeline.max_attempts` are used up.
-pub(crate) async fn give_up_or_requeue(
-    app: &App,
-    item: &Item,
-    detail: &str,
-    after: Duration,
-) -> anyhow::Result<()> {
-    if app.breaker_open() {
-        // The server is unreachable (circuit breaker): not the item's fault, no attempt used.
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), false).await?;
-        info!(item = item.id, error = %detail, "server unreachable; requeued without using an attempt");
-        return Ok(());
-    }
-    let used = item.attempts.max(0) as u32 + 1;
-    if used >= app.config.pipeline.max_attempts.max(1) {
-        let reason = format!("gave up after {used} attempts: {detail}");
-        db::items::fail(&app.db, item.id, &reason).await?;
-        warn!(item = item.id, %reason, "item failed");
-    } else {
-        db::items::requeue(&app.db, item.id, Some(detail), at(after), true).await?;
-        info!(item = item.id, attempts = used, retry_in = ?after, error = %detail, "submission failed; will retry");
     }
     Ok(())
 }
@@ -311,9 +277,10 @@ async fn pause_and_requeue(
     reason: crate::app::PauseReason,
     detail: &str,
 ) -> anyhow::Result<()> {
-    db::items::set_attempt_outcome(&app.db, key, "refused", None, Some(detail)).await?;
+    let update = AttemptUpdate::new(AttemptOutcome::Refused, detail);
+    db::items::set_attempt_outcome(&app.db, key, update).await?;
     app.pause(reason, detail).await?;
-    db::items::requeue(&app.db, item.id, Some(detail), db::now_ms(), false).await?;
+    db::items::requeue(&app.db, item.id, detail, db::now_ms(), AttemptCost::Free).await?;
     info!(
         item = item.id,
         reason = reason.describe(),
@@ -410,7 +377,7 @@ async fn send_chunks(
 ) -> Result<String, SendError> {
     let id = &chunked.submission_id;
     if let Err(error) =
-        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", Some(id), None).await
+        db::items::set_attempt_outcome(&app.db, key, AttemptUpdate::chunked_pending(id)).await
     {
         // Without the id on record no chunk may go out; delete the empty submission.
         let _ = app.client.submission_delete(id).await;
@@ -511,16 +478,17 @@ async fn adopt_server_analysis(
     analysis: &Analysis,
 ) -> anyhow::Result<()> {
     let note = format!("reused analysis {} from the server", analysis.webid);
-    db::analyses::upsert_many(&app.db, Some(item.id), &[analysis_record(analysis, None)]).await?;
-    db::items::set_attempt_outcome(
-        &app.db,
-        key,
-        "abandoned",
-        None,
-        Some(&format!("not sent: {note}")),
-    )
-    .await?;
-    db::items::mark_submitted(&app.db, item.id, None, None, db::now_ms(), Some(&note)).await?;
+    db::analyses::upsert_many(&app.db, item.id, &[analysis_record(analysis, None)]).await?;
+    let detail = format!("not sent: {note}");
+    let update = AttemptUpdate::new(AttemptOutcome::Abandoned, &detail);
+    db::items::set_attempt_outcome(&app.db, key, update).await?;
+    let how = Submitted {
+        accepted_attempt: None,
+        submission_id: None,
+        first_poll_at: db::now_ms(),
+        note: Some(&note),
+    };
+    db::items::mark_submitted(&app.db, item.id, how).await?;
     info!(item = item.id, webid = %analysis.webid, "{note}");
     app.wake.poll.notify_one();
     Ok(())

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jbxd::api::{ApiKey, ClientSettings, JoeClient, RetryPolicy, SubmissionParams};
 use jbxd::app::{App, StepOutcome};
+use jbxd::breaker;
 use jbxd::db::url_queue::{Applied, UrlDecision};
 use jbxd::db::{self, Db, Item, ItemState};
-use jbxd::pipeline::{self, breaker, poll, reconcile, submit};
+use jbxd::pipeline::{self, poll, reconcile, submit};
 use jbxd::simulator::{Fault, FaultRule, RequestRecord, SimConfig, Simulator};
 use jbxd::testing::{
     TEST_API_KEY, TestEnv, all_terminal, client_for, drive_until, fast_config, wait_until,
@@ -141,11 +142,11 @@ async fn assert_only_probes_while_open(app: &App, window: Duration) {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(app.breaker_open());
     let sent_before = app.client.requests_sent();
-    let probes_before = app.breaker.status(app).probes;
+    let probes_before = app.breaker_status().probes;
     tokio::time::sleep(window).await;
     assert!(app.breaker_open(), "still open");
     let sent = app.client.requests_sent() - sent_before;
-    let probes = u64::from(app.breaker.status(app).probes - probes_before);
+    let probes = u64::from(app.breaker_status().probes - probes_before);
     assert_eq!(sent, probes, "only server/online probes while open");
     let interval = breaker::probe_interval(&app.config);
     let most = (window.as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 1;
@@ -246,7 +247,7 @@ async fn case_78_a_dns_failure_is_transient_opens_the_breaker_and_uses_no_attemp
     tokio::time::sleep(breaker::probe_interval(&app.config).mul_f64(1.25)).await;
     assert_eq!(submit::run_once(&app).await.unwrap(), StepOutcome::Paused);
     assert_eq!(app.client.requests_sent(), sent + 1);
-    assert_eq!(app.breaker.status(&app).probes, 1);
+    assert_eq!(app.breaker_status().probes, 1);
     assert!(
         items(&app)
             .await
@@ -533,7 +534,7 @@ async fn assert_reports_complete(app: &App, item_id: i64) {
     let mut count = 0;
     for a in db::analyses::for_item(&app.db, item_id).await.unwrap() {
         for r in db::analyses::reports_for(&app.db, &a.webid).await.unwrap() {
-            assert_eq!(r.state, "stored", "{r:?}");
+            assert_eq!(r.state, jbxd::db::ReportState::Stored, "{r:?}");
             let on_disk = std::fs::read(app.store.abs(r.path.as_deref().unwrap())).unwrap();
             let download = app
                 .client

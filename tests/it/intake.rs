@@ -632,7 +632,7 @@ async fn case_5_a_crash_between_recording_and_removal_leaves_no_second_item() {
             params: None,
             force: false,
         }],
-        true,
+        db::SampleDedup::BySha256,
     )
     .await
     .unwrap();

@@ -48,7 +48,7 @@ async fn add_file(app: &App, name: &str, content: &[u8]) -> i64 {
         params: None,
         force: false,
     };
-    db::items::insert_files(&app.db, &[new], false)
+    db::items::insert_files(&app.db, &[new], db::SampleDedup::Off)
         .await
         .unwrap()[0]
         .0
@@ -128,7 +128,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 async fn assert_reports_intact(app: &App, item_id: i64) {
     let reports = reports_of(app, item_id).await;
     assert!(!reports.is_empty());
-    for r in reports.iter().filter(|r| r.state == "stored") {
+    for r in reports
+        .iter()
+        .filter(|r| r.state == jbxd::db::ReportState::Stored)
+    {
         let path = r.path.as_deref().unwrap();
         assert!(
             app.store
@@ -180,7 +183,12 @@ async fn a_url_and_a_file_are_submitted_polled_indexed_and_their_reports_stored(
         let mut types: Vec<_> = reports.iter().map(|r| r.report_type.as_str()).collect();
         types.sort();
         assert_eq!(types, ["html", "irjsonfixed", "xml"]);
-        assert!(reports.iter().all(|r| r.state == "stored"), "{reports:#?}");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.state == jbxd::db::ReportState::Stored),
+            "{reports:#?}"
+        );
         for r in &reports {
             let expected = format!(
                 "reports/{}/{}.{}",
@@ -213,7 +221,7 @@ async fn the_sample_and_archives_are_downloaded_when_configured_and_the_sample_i
     assert_eq!(item(app, file).await.state, ItemState::Done);
     let reports = reports_of(app, file).await;
     let sample = reports.iter().find(|r| r.report_type == "sample").unwrap();
-    assert_eq!(sample.state, "stored", "{sample:?}");
+    assert_eq!(sample.state, jbxd::db::ReportState::Stored, "{sample:?}");
     let path = sample.path.as_deref().unwrap();
     assert!(path.ends_with("/sample.bin"));
     let mode = std::fs::metadata(app.store.abs(path))
@@ -223,8 +231,11 @@ async fn the_sample_and_archives_are_downloaded_when_configured_and_the_sample_i
     assert_eq!(mode & 0o777, 0o400);
     for t in ["bins", "unpackpe"] {
         let r = reports.iter().find(|r| r.report_type == t).unwrap();
-        assert!(r.state == "stored" || r.state == "failed", "{r:?}");
-        if r.state == "stored" {
+        assert!(
+            r.state == jbxd::db::ReportState::Stored || r.state == jbxd::db::ReportState::Failed,
+            "{r:?}"
+        );
+        if r.state == jbxd::db::ReportState::Stored {
             assert!(r.path.as_deref().unwrap().ends_with(&format!("/{t}.zip")));
         }
     }
@@ -350,8 +361,14 @@ async fn case_6_a_crash_after_the_intent_commit_is_reconciled_then_submitted_onc
     assert_eq!(env.sim.accepted_submissions().len(), 1);
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("not_found"));
-    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::NotFound)
+    );
+    assert_eq!(
+        attempts[1].outcome,
+        Some(jbxd::db::AttemptOutcome::Accepted)
+    );
     assert!(attempts[1].attempt_key.ends_with("-2"));
     let log = env.sim.request_log();
     let new: Vec<_> = log
@@ -532,14 +549,20 @@ async fn case_8_and_115_a_submission_hidden_from_every_lookup_is_looked_for_thro
     assert!(live.iter().all(|s| s.submission_id != first));
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::Abandoned)
+    );
     assert_eq!(attempts[0].submission_id.as_deref(), Some(first.as_str()));
     let detail = attempts[0].detail.as_deref().unwrap();
     assert!(
         detail.starts_with("duplicate submission") && detail.contains("deleted on the server"),
         "{attempts:?}"
     );
-    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert_eq!(
+        attempts[1].outcome,
+        Some(jbxd::db::AttemptOutcome::Accepted)
+    );
     assert!(
         i.note.as_deref().unwrap().contains("duplicate submission"),
         "{i:?}"
@@ -577,7 +600,10 @@ async fn case_116_a_lost_reply_to_a_chunked_submission_deletes_the_empty_submiss
     assert_eq!(live_of(&env, &item(app, other).await).len(), 1);
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
-    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::Abandoned)
+    );
     assert_eq!(attempts[0].submission_id.as_deref(), Some(orphan.as_str()));
     assert!(
         attempts[0]
@@ -587,7 +613,10 @@ async fn case_116_a_lost_reply_to_a_chunked_submission_deletes_the_empty_submiss
             .contains("empty submission"),
         "{attempts:?}"
     );
-    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert_eq!(
+        attempts[1].outcome,
+        Some(jbxd::db::AttemptOutcome::Accepted)
+    );
     // The orphan was deleted before anything was sent again.
     let log = env.sim.request_log();
     let deleted_at = log
@@ -650,9 +679,15 @@ async fn case_116_a_crash_while_a_chunked_submission_new_was_in_flight_leaves_no
     assert_ne!(live[0].submission_id, orphan);
     assert_eq!(live[0].analyses, 1);
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
-    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::Abandoned)
+    );
     assert_eq!(attempts[0].submission_id.as_deref(), Some(orphan.as_str()));
-    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert_eq!(
+        attempts[1].outcome,
+        Some(jbxd::db::AttemptOutcome::Accepted)
+    );
 }
 
 #[tokio::test]
@@ -679,12 +714,18 @@ async fn case_10_a_failed_chunk_deletes_the_dangling_submission_then_one_complet
     assert_eq!(remaining.len(), 1, "exactly one complete submission left");
     assert_eq!(remaining[0].submission_id, i.submission_id.clone().unwrap());
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
-    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::Abandoned)
+    );
     assert!(
         attempts[0].submission_id.is_some(),
         "recorded before the first chunk"
     );
-    assert_eq!(attempts[1].outcome.as_deref(), Some("accepted"));
+    assert_eq!(
+        attempts[1].outcome,
+        Some(jbxd::db::AttemptOutcome::Accepted)
+    );
 }
 
 #[tokio::test]
@@ -714,7 +755,10 @@ async fn case_10_a_dangling_chunked_submission_that_could_not_be_deleted_is_dele
     assert_eq!(item(app, id).await.state, ItemState::Done);
     assert_eq!(app.client.submission_list().await.unwrap().len(), 1);
     let attempts = db::items::attempts_of(&app.db, id).await.unwrap();
-    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(
+        attempts[0].outcome,
+        Some(jbxd::db::AttemptOutcome::Abandoned)
+    );
 }
 
 #[tokio::test]
@@ -755,7 +799,12 @@ async fn case_12_a_truncated_download_is_retried_until_the_bytes_are_complete() 
     drive_to_end(app).await;
     assert_eq!(item(app, id).await.state, ItemState::Done);
     let reports = reports_of(app, id).await;
-    assert!(reports.iter().all(|r| r.state == "stored"), "{reports:#?}");
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.state == jbxd::db::ReportState::Stored),
+        "{reports:#?}"
+    );
     assert!(reports.iter().any(|r| r.attempts > 1), "{reports:#?}");
     assert_reports_intact(app, id).await;
 }
@@ -1092,13 +1141,13 @@ async fn case_71_a_report_over_the_size_cap_fails_alone_and_the_item_completes()
     assert_eq!(item(app, id).await.state, ItemState::Done);
     let reports = reports_of(app, id).await;
     let html = reports.iter().find(|r| r.report_type == "html").unwrap();
-    assert_eq!(html.state, "failed");
+    assert_eq!(html.state, jbxd::db::ReportState::Failed);
     assert_eq!(html.error.as_deref(), Some("too large (limit 131072)"));
     assert!(
         reports
             .iter()
             .filter(|r| r.report_type != "html")
-            .all(|r| r.state == "stored")
+            .all(|r| r.state == jbxd::db::ReportState::Stored)
     );
     let mut files = Vec::new();
     walk(

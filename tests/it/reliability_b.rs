@@ -572,7 +572,7 @@ async fn case_25_a_full_state_volume_pauses_then_fails_cleanly_and_resumes_after
             .await
             .unwrap()
         {
-            assert_ne!(row.state, "stored", "{row:?}");
+            assert_ne!(row.state, jbxd::db::ReportState::Stored, "{row:?}");
             if let Some(error) = &row.error {
                 assert!(error.contains("No space left"), "{row:?}");
             }
@@ -782,7 +782,7 @@ async fn case_26_a_report_write_failing_mid_download_records_nothing_and_is_retr
         assert!(Instant::now() < deadline, "no download attempted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(row.state, "pending", "{row:?}");
+    assert_eq!(row.state, jbxd::db::ReportState::Pending, "{row:?}");
     assert!(row.path.is_none() && row.sha256.is_none(), "{row:?}");
     let error = row.error.clone().unwrap_or_default();
     assert!(error.contains("No space left"), "{row:?}");
@@ -1190,7 +1190,7 @@ async fn stored_reports(app: &jbxd::app::App, item: &db::Item) -> Vec<(String, V
             .await
             .unwrap()
         {
-            if row.state == "stored" {
+            if row.state == jbxd::db::ReportState::Stored {
                 let path = row.path.unwrap();
                 let bytes = std::fs::read(app.store.abs(&path)).unwrap();
                 out.push((path, bytes));

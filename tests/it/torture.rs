@@ -347,7 +347,7 @@ async fn extras_deleted_and_recorded(sim: &Simulator, db: &Db) -> Result<usize, 
             .await
             .map_err(|e| format!("reading attempts: {e}"))?
         {
-            if attempt.outcome.as_deref() == Some("abandoned")
+            if attempt.outcome == Some(jbxd::db::AttemptOutcome::Abandoned)
                 && let Some(id) = attempt.submission_id
             {
                 recorded.insert(id);

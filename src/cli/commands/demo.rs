@@ -339,7 +339,7 @@ async fn collect(db: &Db, data_dir: &Path, baseline: i64) -> anyhow::Result<Vec<
         out.push(DemoItem {
             analyses: with_reports(db, data_dir, analyses).await?,
             id: item.id,
-            kind: item.kind,
+            kind: item.kind.to_string(),
             name: item.name,
             state: item.state.as_str().to_owned(),
             error: item.error,

@@ -93,7 +93,7 @@ impl ReportView {
                 .map(|rel| absolute(data_dir, rel).display().to_string()),
             report_type: row.report_type,
             run: row.run,
-            state: row.state,
+            state: row.state.as_str().to_owned(),
             size: row.size,
             sha256: row.sha256,
             error: row.error,

@@ -150,7 +150,7 @@ pub async fn collect(db: &Db, data_dir: PathBuf) -> Result<StatusDocument, DbErr
         .map(|item| PendingView {
             age_secs: age_secs(&item.created_at),
             id: item.id,
-            kind: item.kind,
+            kind: item.kind.to_string(),
             name: item.name,
             state: item.state.as_str().to_owned(),
             created_at: item.created_at,
@@ -312,7 +312,7 @@ fn hold_off_text(h: &HoldOffView) -> String {
 fn error_view(item: Item) -> ErrorView {
     ErrorView {
         id: item.id,
-        kind: item.kind,
+        kind: item.kind.to_string(),
         name: item.name,
         state: item.state.as_str().to_owned(),
         error: item.error.unwrap_or_default(),

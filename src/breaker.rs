@@ -17,6 +17,10 @@
 //! The breaker is lazy: it has no task of its own. The workers' gates evaluate it, and the
 //! first gate to find a probe due runs it (one at a time). Its state is recorded as the
 //! `breaker` health row (`jbxd status`) and shown in the daemon's `STATUS=` line.
+//!
+//! It is given the narrow handles it needs (the client whose failure count it reads, the
+//! database for its health row, the wake-ups it rings on closing) rather than the whole
+//! `App`, which holds it: so `app` depends on it and it on neither `app` nor `pipeline`.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,8 +28,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::app::App;
-use crate::db::{self, DbError};
+use crate::api::JoeClient;
+use crate::config::Config;
+use crate::db::{self, Db, DbError};
+use crate::worker::{MIN_DELAY, Wakers};
 
 /// Consecutive transient failures that open the breaker.
 pub const THRESHOLD: u32 = 5;
@@ -57,11 +63,22 @@ pub struct BreakerStatus {
     pub probes: u32,
 }
 
+/// What the breaker works with: borrowed from the `App` at each call, so an `App` cloned
+/// with another client (tests do) is judged by its own client.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub client: &'a JoeClient,
+    pub db: &'a Db,
+    pub config: &'a Config,
+    /// Rung when the breaker closes: every worker goes back to work at once.
+    pub wake: &'a Wakers,
+}
+
 /// The probe interval for this configuration.
-pub fn probe_interval(config: &crate::config::Config) -> Duration {
+pub fn probe_interval(config: &Config) -> Duration {
     PROBE_INTERVAL
         .min(Duration::from_secs(config.pipeline.retry_cap_secs))
-        .max(super::MIN_DELAY)
+        .max(MIN_DELAY)
 }
 
 fn jittered(interval: Duration) -> Duration {
@@ -74,14 +91,14 @@ impl Breaker {
     }
 
     /// Whether the server counts as unreachable now (without side effects).
-    pub fn is_open(&self, app: &App) -> bool {
-        app.client.consecutive_failures() >= THRESHOLD
+    pub fn is_open(&self, client: &JoeClient) -> bool {
+        client.consecutive_failures() >= THRESHOLD
     }
 
-    pub fn status(&self, app: &App) -> BreakerStatus {
+    pub fn status(&self, client: &JoeClient) -> BreakerStatus {
         let open = self.lock().clone();
         BreakerStatus {
-            open: self.is_open(app),
+            open: self.is_open(client),
             since: open.as_ref().map(|o| o.since.clone()),
             probes: open.map_or(0, |o| o.probes),
         }
@@ -89,11 +106,11 @@ impl Breaker {
 
     /// The gate: whether API work may go on. Records a change of state; while open, sends
     /// the probe when it is due (only one caller at a time does).
-    pub async fn admit(&self, app: &App) -> Result<bool, DbError> {
+    pub async fn admit(&self, app: Handles<'_>) -> Result<bool, DbError> {
         if !self.sync(app).await? {
             return Ok(true);
         }
-        let interval = probe_interval(&app.config);
+        let interval = probe_interval(app.config);
         let due = {
             let open = self.lock();
             open.as_ref()
@@ -120,7 +137,7 @@ impl Breaker {
 
     /// Brings the recorded state in line with the client's failure count; returns whether
     /// the breaker is open.
-    async fn sync(&self, app: &App) -> Result<bool, DbError> {
+    async fn sync(&self, app: Handles<'_>) -> Result<bool, DbError> {
         let failures = app.client.consecutive_failures();
         let now_open = failures >= THRESHOLD;
         let changed = {
@@ -129,7 +146,7 @@ impl Breaker {
                 (false, true) => {
                     *open = Some(Open {
                         since: db::now_text(),
-                        next_probe: Instant::now() + jittered(probe_interval(&app.config)),
+                        next_probe: Instant::now() + jittered(probe_interval(app.config)),
                         probes: 0,
                     });
                     true
@@ -149,15 +166,15 @@ impl Breaker {
             let detail = format!(
                 "open: the server is unreachable ({failures} failures in a row, last: {}); \
                  only server/online is probed every {} s",
-                crate::pipeline::escaped(&last, 300),
-                probe_interval(&app.config).as_secs_f64()
+                crate::text::one_line(&last, 300),
+                probe_interval(app.config).as_secs_f64()
             );
             warn!(failures, last_error = %last, "circuit breaker open: work stops until the server answers");
-            db::health::record(&app.db, "breaker", "degraded", &detail).await?;
+            db::health::record(app.db, "breaker", "degraded", &detail).await?;
         } else if changed {
             info!("circuit breaker closed: the server answers again");
-            db::health::record(&app.db, "breaker", "ok", "closed: the server answers").await?;
-            app.wake_all();
+            db::health::record(app.db, "breaker", "ok", "closed: the server answers").await?;
+            app.wake.all();
         }
         Ok(now_open)
     }
@@ -174,7 +191,7 @@ mod tests {
         config.pipeline.retry_cap_secs = 1;
         assert_eq!(probe_interval(&config), Duration::from_secs(1));
         config.pipeline.retry_cap_secs = 0;
-        assert_eq!(probe_interval(&config), super::super::MIN_DELAY);
+        assert_eq!(probe_interval(&config), MIN_DELAY);
         for _ in 0..100 {
             let j = jittered(PROBE_INTERVAL);
             assert!(
