@@ -11,21 +11,24 @@
 
 mod client;
 mod download;
+mod endpoints;
 mod error;
 mod lookup;
 mod params;
+mod request;
 mod retry;
 mod secret;
+mod settings;
+mod submission;
 mod throttle;
 mod transport;
 pub mod types;
 mod upload;
+mod wire;
 
-pub use client::{
-    CHUNK_SIZE, ChunkedSubmission, ClientSettings, DEFAULT_SERVER_URL, JoeClient, Progress,
-    SampleUpload, api_base,
-};
+pub use client::JoeClient;
 pub use download::{Download, DownloadSummary, parse_content_disposition};
+pub use endpoints::Endpoint;
 pub use error::{ApiError, ApiErrorKind};
 pub use lookup::{FoundSubmission, MarkerFindings, Unidentified, carries_marker, submission_time};
 pub use params::{
@@ -34,6 +37,9 @@ pub use params::{
 };
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
+pub use settings::{ClientSettings, DEFAULT_SERVER_URL, api_base};
+pub use submission::{CHUNK_SIZE, SampleUpload, SubmitError};
+pub use upload::Progress;
 pub use upload::wire_file_name;
 
 /// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/properties.rs`): runs

@@ -12,7 +12,6 @@
 //!    `rejected`, a global pause (no attempt consumed), or `failed` once attempts run out.
 
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,7 +23,7 @@ use super::classify::{Action, Call, classify};
 use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
 use super::{all_done, at, backoff, grace, poll::analysis_record};
 use crate::api::types::Analysis;
-use crate::api::{ApiError, ApiErrorKind, SearchQuery, SubmissionParams, wire_file_name};
+use crate::api::{ApiError, SampleUpload, SearchQuery, SubmissionParams, SubmitError};
 use crate::app::{App, StepOutcome};
 use crate::config::SubmissionConfig;
 use crate::db::{self, DbError, Item, ItemState};
@@ -361,32 +360,26 @@ async fn send(
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     let path = app.store.abs(rel);
-    let size = tokio::fs::metadata(&path)
+    let upload = SampleUpload {
+        name: Some(item.name.clone()),
+        progress: mid_upload(),
+    };
+    // The id of a chunked submission is committed before its first chunk: a crash after this
+    // leaves an id reconciliation finds and deletes (RELIABILITY case 116).
+    let record = |submission_id: String| async move {
+        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", Some(&submission_id), None)
+            .await?;
+        crate::crashpoint::hit("after_chunked_create");
+        Ok(())
+    };
+    app.client
+        .submit_sample_recorded(&path, params, &upload, record)
         .await
-        .map_err(|e| ApiError::Io {
-            context: format!("cannot read the stored sample {rel}"),
-            source: e,
-        })?
-        .len();
-    let name = wire_file_name(&item.name);
-    if size > app.client.settings().chunked_threshold {
-        match app.client.begin_chunked(&name, size, params).await {
-            Ok(chunked) => {
-                return send_chunks(app, item, key, &path, &chunked).await;
-            }
-            Err(error) if chunked_unsupported(&error) => {
-                info!(
-                    item = item.id,
-                    "server has no chunked upload; sending the sample in one request"
-                );
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(app
-        .client
-        .submit_sample_plain(&path, &name, size, params, None)
-        .await?)
+        .map_err(|error| match error {
+            SubmitError::Api(error) => SendError::Api(error),
+            // The client deleted the empty submission (or the reconciler will).
+            SubmitError::NotRecorded { source, .. } => SendError::Db(source),
+        })
 }
 
 /// Upload progress for the `mid_upload` crash point: fires once bytes past the first chunk go
@@ -399,55 +392,6 @@ fn mid_upload() -> Option<crate::api::Progress> {
             }
         })
     })
-}
-
-async fn send_chunks(
-    app: &App,
-    item: &Item,
-    key: &str,
-    path: &Path,
-    chunked: &crate::api::ChunkedSubmission,
-) -> Result<String, SendError> {
-    let id = &chunked.submission_id;
-    if let Err(error) =
-        db::items::set_attempt_outcome(&app.db, key, "chunked_pending", Some(id), None).await
-    {
-        // Without the id on record no chunk may go out; delete the empty submission.
-        let _ = app.client.submission_delete(id).await;
-        return Err(error.into());
-    }
-    crate::crashpoint::hit("after_chunked_create");
-    match app.client.upload_chunks(chunked, path, mid_upload()).await {
-        Ok(()) => Ok(id.clone()),
-        Err(error) => {
-            let deleted = match app.client.submission_delete(id).await {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(item = item.id, submission_id = %id, error = %e, "could not delete the incomplete chunked submission");
-                    false
-                }
-            };
-            let (chunk, source) = match error {
-                ApiError::ChunkFailed { chunk, source, .. } => (chunk, source),
-                other => (0, Box::new(other)),
-            };
-            Err(ApiError::ChunkFailed {
-                submission_id: id.clone(),
-                chunk,
-                deleted,
-                source,
-            }
-            .into())
-        }
-    }
-}
-
-/// A server without chunked upload answers `Unknown parameter chunked-sample.` (code 3); the
-/// client's own fallback decides the same way.
-fn chunked_unsupported(error: &ApiError) -> bool {
-    error.kind() == Some(ApiErrorKind::InvalidParameter)
-        && !matches!(error, ApiError::ChunkFailed { .. })
-        && error.server_message().contains("chunked-sample")
 }
 
 /// Looks the item's sha256 up on the server: the newest finished analysis of exactly that
@@ -592,25 +536,5 @@ mod tests {
             let err = attempt_params(Some(bad), &none, &config, "k-1").unwrap_err();
             assert!(!err.is_empty(), "{bad}");
         }
-    }
-
-    #[test]
-    fn only_the_chunked_refusal_triggers_the_plain_fallback() {
-        let refusal = ApiError::Api {
-            kind: ApiErrorKind::InvalidParameter,
-            code: 3,
-            message: "Unknown parameter chunked-sample.".into(),
-            status: 400,
-            retry_after: None,
-        };
-        assert!(chunked_unsupported(&refusal));
-        let other = ApiError::Api {
-            kind: ApiErrorKind::InvalidParameter,
-            code: 3,
-            message: "Invalid system.".into(),
-            status: 400,
-            retry_after: None,
-        };
-        assert!(!chunked_unsupported(&other));
     }
 }
