@@ -186,7 +186,7 @@ async fn a_url_and_a_file_are_submitted_polled_indexed_and_their_reports_stored(
                 "reports/{}/{}.{}",
                 r.webid,
                 r.report_type,
-                download::extension(&r.report_type)
+                jbxd::api::ReportType::extension(&r.report_type)
             );
             assert_eq!(r.path.as_deref(), Some(expected.as_str()));
         }
@@ -1145,7 +1145,7 @@ async fn case_75_hostile_content_disposition_names_never_become_paths() {
                 "reports/{}/{}.{}",
                 r.webid,
                 r.report_type,
-                download::extension(&r.report_type)
+                jbxd::api::ReportType::extension(&r.report_type)
             );
             assert_eq!(r.path.as_deref(), Some(expected.as_str()));
             servers_names.extend(r.server_filename);

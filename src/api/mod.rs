@@ -7,6 +7,8 @@
 //! * [`types`]: tolerant reply types.
 //! * `lookup`: finding an attempt's submission by the marker in its comments (search, and the
 //!   submission list with `submission/info`), and deleting what must not stay.
+//! * [`ReportType`]: the report types `analysis/download` knows, the one list the CLI, the
+//!   configuration and the download worker use.
 //! * [`ApiError`]: the classified failure.
 
 mod client;
@@ -15,6 +17,7 @@ mod endpoints;
 mod error;
 mod lookup;
 mod params;
+mod reports;
 mod request;
 mod retry;
 mod secret;
@@ -35,6 +38,7 @@ pub use params::{
     KNOWN_PARAMS, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery, SubmissionParams,
     param_type, parse_bool,
 };
+pub use reports::ReportType;
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
 pub use settings::{ClientSettings, DEFAULT_SERVER_URL, api_base};
@@ -66,50 +70,3 @@ pub fn parse_reply_for_fuzzing(status: u16, body: &[u8]) -> Result<usize, ApiErr
     ];
     Ok(decoded.into_iter().filter(|ok| *ok).count())
 }
-
-/// Report types `analysis/download` knows (see the API notes); other names are passed through,
-/// the server decides.
-pub const DOWNLOAD_TYPES: &[&str] = &[
-    "html",
-    "lighthtml",
-    "executive",
-    "pdf",
-    "pdfexecutive",
-    "classhtml",
-    "classxml",
-    "clusterxml",
-    "xml",
-    "lightxml",
-    "irxml",
-    "json",
-    "jsonfixed",
-    "lightjson",
-    "lightjsonfixed",
-    "irjson",
-    "irjsonfixed",
-    "iochtml",
-    "iocjson",
-    "iocxml",
-    "stix",
-    "misp",
-    "maec",
-    "openioc",
-    "graphreports",
-    "pcap",
-    "pcapslim",
-    "pcapunified",
-    "pcapsslinspection",
-    "bins",
-    "unpackpe",
-    "memdumps",
-    "unpack",
-    "ida",
-    "shoots",
-    "memstrings",
-    "binstrings",
-    "yara",
-    "sample",
-    "cookbook",
-    "chathtml",
-    "chatpdf",
-];

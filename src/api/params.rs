@@ -92,6 +92,9 @@ pub enum ParamError {
     NotAnAssignment(String),
 }
 
+const COMMENTS: &str = "comments";
+const ANALYSIS_TIME: &str = "analysis-time";
+
 /// A typed parameter value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -227,8 +230,22 @@ impl SubmissionParams {
 
     /// The comments text, if any.
     pub fn comments(&self) -> Option<&str> {
-        match self.values.get("comments") {
+        match self.values.get(COMMENTS) {
             Some(ParamValue::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Sets the comments text (free text: it cannot be invalid).
+    pub fn set_comments(&mut self, text: &str) {
+        self.values
+            .insert(COMMENTS.to_owned(), ParamValue::Text(text.to_owned()));
+    }
+
+    /// The analysis time in seconds, if set.
+    pub fn analysis_time(&self) -> Option<u64> {
+        match self.values.get(ANALYSIS_TIME) {
+            Some(ParamValue::Int(secs)) => Some(*secs),
             _ => None,
         }
     }
@@ -305,6 +322,11 @@ pub enum SearchQuery {
 }
 
 impl SearchQuery {
+    /// Analyses of exactly this sample (the server may still match loosely: check the hits).
+    pub fn sha256(hash: &str) -> Self {
+        Self::Filters(vec![("sha256".to_owned(), hash.to_owned())])
+    }
+
     pub fn to_form(&self) -> Vec<(String, String)> {
         match self {
             Self::Text(q) => vec![("q".to_owned(), q.clone())],
@@ -411,6 +433,24 @@ mod tests {
                 ("internet-access", "1"),
                 ("systems[]", "w10x64")
             ]
+        );
+    }
+
+    #[test]
+    fn typed_accessors_read_and_write_the_wire_parameters() {
+        let mut p = SubmissionParams::new();
+        assert_eq!(p.analysis_time(), None);
+        p.set("analysis-time", " 90 ").unwrap();
+        p.set_comments("mine jbxd:k-1");
+        assert_eq!(p.analysis_time(), Some(90));
+        assert_eq!(p.comments(), Some("mine jbxd:k-1"));
+        assert_eq!(
+            pairs(&p.to_form()),
+            vec![("comments", "mine jbxd:k-1"), ("analysis-time", "90")]
+        );
+        assert_eq!(
+            SearchQuery::sha256("ab12").to_form(),
+            vec![("sha256".to_owned(), "ab12".to_owned())]
         );
     }
 }

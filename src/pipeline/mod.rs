@@ -259,15 +259,13 @@ pub(crate) fn backoff(app: &App) -> Backoff {
 /// The report types downloaded for every analysis: `reports.types`, plus `sample` and the
 /// archives when configured, without repeats.
 pub fn report_types(config: &crate::config::Config) -> Vec<String> {
+    use crate::api::ReportType;
     let mut types: Vec<String> = Vec::new();
-    let extra = config.reports.sample.then_some("sample").into_iter().chain(
-        config
-            .reports
-            .archives
-            .then_some(["bins", "unpackpe"])
-            .into_iter()
-            .flatten(),
-    );
+    let sample = config.reports.sample.then_some(ReportType::SAMPLE);
+    let archives = config.reports.archives.then_some(ReportType::ARCHIVES);
+    let extra = sample
+        .into_iter()
+        .chain(archives.into_iter().flatten().copied());
     for t in config.reports.types.iter().map(String::as_str).chain(extra) {
         let t = t.trim();
         if !t.is_empty() && !types.iter().any(|x| x == t) {

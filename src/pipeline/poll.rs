@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
+use super::schedule::{PollPlan, jittered, random_unit};
 use super::{all_done, at, backoff, escaped, report_types};
 use crate::api::ApiError;
 use crate::api::types::Analysis;
@@ -64,18 +64,7 @@ enum Observed {
 }
 
 fn plan_for(app: &App, item: &Item) -> PollPlan {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    PollPlan::new(&app.config.poll, analysis_time)
+    PollPlan::new(&app.config.poll, super::submit::analysis_time(app, item))
 }
 
 /// How long ago the item was submitted (zero when unknown).

@@ -15,12 +15,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::schedule::{PollPlan, analysis_time_of, jittered, random_unit};
+use super::schedule::{PollPlan, jittered, random_unit};
 use super::{all_done, at, backoff, grace, poll::analysis_record};
 use crate::api::types::Analysis;
 use crate::api::{ApiError, SampleUpload, SearchQuery, SubmissionParams, SubmitError};
@@ -122,28 +121,24 @@ pub fn attempt_params(
         Some(user) => format!("{user} jbxd:{attempt_key}"),
         None => format!("jbxd:{attempt_key}"),
     };
-    params
-        .set("comments", &comments)
-        .map_err(|e| format!("comments: {e}"))?;
+    params.set_comments(&comments);
     Ok(params)
 }
 
-/// The first poll of a fresh submission, jittered: 0.9 × its `analysis-time` when it has one,
+/// The first poll of a fresh submission, jittered: 0.9 × its analysis time when it has one,
 /// else a quarter of `poll.expected_analysis_secs` (see `schedule::PollPlan`).
 pub(crate) fn first_poll_at(app: &App, item: &Item) -> i64 {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    let plan = PollPlan::new(&app.config.poll, analysis_time);
+    let plan = PollPlan::new(&app.config.poll, analysis_time(app, item));
     at(jittered(plan.first_delay(), random_unit()))
+}
+
+/// The analysis time the item was submitted with: its own parameter, else the configured
+/// default's; `None` when neither sets a valid one.
+pub(crate) fn analysis_time(app: &App, item: &Item) -> Option<u64> {
+    let own = crate::intake::params::parse(item.params.as_deref())
+        .ok()
+        .and_then(|p| p.params.analysis_time());
+    own.or_else(|| default_params(&app.config.submission).ok()?.analysis_time())
 }
 
 /// Why sending failed.
@@ -403,10 +398,7 @@ async fn lookup_on_server(app: &App, item: &Item) -> Result<Option<Analysis>, Ap
     };
     let hits = app
         .client
-        .analysis_search(&SearchQuery::Filters(vec![(
-            "sha256".into(),
-            sha256.to_owned(),
-        )]))
+        .analysis_search(&SearchQuery::sha256(sha256))
         .await?;
     let mut best: Option<Analysis> = None;
     for hit in hits.into_iter().take(MAX_LOOKUP_HITS) {
