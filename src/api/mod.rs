@@ -1,8 +1,12 @@
 //! The Joe Sandbox API v2 client: the only module that knows the vendor's URLs, form fields and
 //! JSON shapes.
 //!
-//! * [`JoeClient`]: one method per endpoint, with timeouts, retries for read-only calls and the
-//!   no-blind-retry rule for submissions.
+//! * [`JoeClient`] (`client.rs`): the handle; its methods live by concern in `settings.rs`
+//!   ([`ClientSettings`], the API base), `request.rs` (plumbing: hold-off, envelope, the one
+//!   retry helper, paging), `submission.rs` (`submission/new` and the chunked-upload
+//!   protocol, with the hook that records a chunked submission's id before its first chunk)
+//!   and `endpoints.rs` ([`Endpoint`] names, one method per read or delete endpoint).
+//! * `upload.rs` / `download.rs`: streaming bodies; `wire.rs`: form names several files share.
 //! * [`SubmissionParams`] / [`SearchQuery`]: typed request parameters and their wire encoding.
 //! * [`types`]: tolerant reply types.
 //! * `lookup`: finding an attempt's submission by the marker in its comments (search, and the
@@ -42,9 +46,9 @@ pub use reports::ReportType;
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
 pub use settings::{ClientSettings, DEFAULT_SERVER_URL, api_base};
-pub use submission::{CHUNK_SIZE, SampleUpload, SubmitError};
-pub use upload::Progress;
+pub use submission::{SampleUpload, SubmitError};
 pub use upload::wire_file_name;
+pub use upload::{CHUNK_SIZE, Progress};
 
 /// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/properties.rs`): runs
 /// the reply parser over `status` and `body` the way every call does, then the typed decoders

@@ -9,7 +9,7 @@ use url::Url;
 use super::error::ApiError;
 use super::retry::RetryPolicy;
 use super::secret::ApiKey;
-use super::submission::CHUNK_SIZE;
+use super::upload::CHUNK_SIZE;
 
 /// jbxapi's default server (Cloud Pro).
 pub const DEFAULT_SERVER_URL: &str = "https://jbxcloud.joesecurity.org";

@@ -30,11 +30,8 @@ use super::params::SubmissionParams;
 use super::request::{Repeat, decode};
 use super::transport::{self, Envelope};
 use super::types::NewSubmission;
-use super::upload::{self, Progress};
+use super::upload::{self, CHUNK_SIZE, Progress};
 use super::wire;
-
-/// Chunk size of chunked uploads, fixed by the official client at 10 MiB.
-pub const CHUNK_SIZE: u64 = 10 * 1024 * 1024;
 
 /// How a sample is named to the server and who hears of its progress.
 #[derive(Clone, Default)]
