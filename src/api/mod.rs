@@ -39,8 +39,8 @@ pub use endpoints::Endpoint;
 pub use error::{ApiError, ApiErrorKind};
 pub use lookup::{FoundSubmission, MarkerFindings, Unidentified, carries_marker, submission_time};
 pub use params::{
-    KNOWN_PARAMS, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery, SubmissionParams,
-    param_type, parse_bool,
+    KNOWN_PARAMS, Param, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery,
+    SubmissionParams, param_type, parse_bool,
 };
 pub use reports::ReportType;
 pub use retry::{RetryPolicy, parse_retry_after};
