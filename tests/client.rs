@@ -99,8 +99,8 @@ async fn a_large_file_is_uploaded_in_ten_mebibyte_chunks_and_hashes_match() {
     assert_eq!(analysis.filename.as_deref(), Some("big.bin"));
 }
 
-#[tokio::test]
-async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
+/// An on-premise server without chunked upload, and a client for it.
+async fn server_without_chunks() -> (Simulator, JoeClient) {
     let sim = simulator(SimConfig {
         chunked_upload: false,
         mode: SimMode::OnPrem,
@@ -110,6 +110,12 @@ async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
     let mut s = settings(&sim);
     s.server_url = sim.onprem_api_url();
     let client = JoeClient::new(s).unwrap();
+    (sim, client)
+}
+
+#[tokio::test]
+async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
+    let (sim, client) = server_without_chunks().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(dir.path(), "eleven.bin", &vec![7u8; 11 * 1024 * 1024]);
 
@@ -246,17 +252,10 @@ async fn plain_uploads_and_the_fallback_without_chunks_never_call_the_record_hoo
     let big = big_file(dir.path());
     let small = write_file(dir.path(), "small.bin", b"MZ small");
     let cloud = simulator(SimConfig::default()).await;
-    let onprem = simulator(SimConfig {
-        chunked_upload: false,
-        mode: SimMode::OnPrem,
-        ..SimConfig::default()
-    })
-    .await;
-    let mut s = settings(&onprem);
-    s.server_url = onprem.onprem_api_url();
+    let (onprem, onprem_client) = server_without_chunks().await;
     let cases = [
         (client(&cloud), &small, &cloud),
-        (JoeClient::new(s).unwrap(), &big, &onprem),
+        (onprem_client, &big, &onprem),
     ];
     for (client, path, sim) in cases {
         let id = client

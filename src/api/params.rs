@@ -109,6 +109,18 @@ pub enum Param {
 }
 
 impl Param {
+    pub const ALL: &'static [Param] = &[
+        Self::Comments,
+        Self::AnalysisTime,
+        Self::InternetAccess,
+        Self::ReportCache,
+        Self::ArchivePassword,
+        Self::DocumentPassword,
+        Self::EncryptWithPassword,
+        Self::Browser,
+        Self::DeleteAfterDays,
+    ];
+
     /// The wire name (a [`KNOWN_PARAMS`] entry).
     pub fn name(self) -> &'static str {
         match self {
@@ -501,18 +513,7 @@ mod tests {
 
     #[test]
     fn every_param_set_by_meaning_is_a_known_parameter() {
-        use Param::*;
-        for param in [
-            Comments,
-            AnalysisTime,
-            InternetAccess,
-            ReportCache,
-            ArchivePassword,
-            DocumentPassword,
-            EncryptWithPassword,
-            Browser,
-            DeleteAfterDays,
-        ] {
+        for &param in Param::ALL {
             assert!(param_type(param.name()).is_some(), "{param:?}");
         }
     }
