@@ -165,7 +165,7 @@ impl Breaker {
                 .unwrap_or_else(|| "unknown error".into());
             let detail = format!(
                 "open: the server is unreachable ({failures} failures in a row, last: {}); \
-                 only server/online is probed every {} s",
+                 only the server's online check is probed every {} s",
                 crate::text::one_line(&last, 300),
                 probe_interval(app.config).as_secs_f64()
             );

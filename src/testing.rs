@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::api::{ApiKey, ClientSettings, JoeClient};
+use crate::api::{ApiKey, ClientSettings, Endpoint, JoeClient};
 use crate::app::App;
 use crate::config::{self as cfg, Config};
 use crate::db::{Db, Item};
@@ -303,7 +303,7 @@ pub async fn check_invariants(
     .map_err(|e| format!("client: {e}"))?;
     let mut per_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for record in sim.request_log() {
-        if record.endpoint != "submission/new" {
+        if !record.is(Endpoint::SubmissionNew) {
             continue;
         }
         let (Some(id), Some(comments)) = (record.submission_id, record.comments) else {
@@ -335,7 +335,7 @@ pub async fn check_invariants(
                     live.push(id.clone());
                 }
                 Err(e) if e.status() == Some(404) => report.deleted_submissions += 1,
-                Err(e) => violations.push(format!("submission/info {id}: {e}")),
+                Err(e) => violations.push(format!("looking submission {id} up: {e}")),
             }
         }
         report.accepted_submissions += live.len();

@@ -167,6 +167,14 @@ impl ApiError {
         }
     }
 
+    /// Whether the server refused the chunked upload itself (code 3 naming the chunked
+    /// field): a server without chunked upload, which takes the sample in one request
+    /// instead. A failed chunk is not this, whatever its message says.
+    pub fn is_chunked_unsupported(&self) -> bool {
+        matches!(self, Self::Api { kind: ApiErrorKind::InvalidParameter, message, .. }
+            if message.contains(super::wire::CHUNKED_SAMPLE))
+    }
+
     /// How long the server asked us to wait (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -229,5 +237,25 @@ mod tests {
         assert!(api(ApiErrorKind::InternalServerError, 500).is_transient());
         assert!(!api(ApiErrorKind::InvalidParameter, 400).is_transient());
         assert!(!api(ApiErrorKind::InvalidApiKey, 403).is_transient());
+    }
+
+    #[test]
+    fn only_the_refusal_of_the_chunked_field_means_no_chunked_upload() {
+        let refusal = |message: &str| ApiError::Api {
+            kind: ApiErrorKind::InvalidParameter,
+            code: 3,
+            message: message.into(),
+            status: 400,
+            retry_after: None,
+        };
+        assert!(refusal("Unknown parameter chunked-sample.").is_chunked_unsupported());
+        assert!(!refusal("Invalid system.").is_chunked_unsupported());
+        let failed_chunk = ApiError::ChunkFailed {
+            submission_id: "7".into(),
+            chunk: 2,
+            deleted: true,
+            source: Box::new(refusal("Unknown parameter chunked-sample.")),
+        };
+        assert!(!failed_chunk.is_chunked_unsupported());
     }
 }

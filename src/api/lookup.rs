@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::client::JoeClient;
+use super::endpoints::Endpoint;
 use super::error::{ApiError, ApiErrorKind};
 use super::params::SearchQuery;
 use super::types::{Analysis, SubmissionStub};
@@ -95,27 +96,19 @@ impl JoeClient {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<SubmissionStub>, ApiError> {
-        let mut kept = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let mut form = Vec::new();
-            if let Some(token) = &next {
-                form.push(("pagination_next".to_owned(), token.clone()));
-            }
-            let (page, token): (Vec<SubmissionStub>, _) =
-                self.call_page("submission/list", form).await?;
-            let before = kept.len();
-            kept.extend(
-                page.into_iter()
-                    .filter(|s| submission_time(s).is_none_or(|t| t >= since)),
-            );
-            match token {
-                Some(token) if kept.len() > before && Some(&token) != next.as_ref() => {
-                    next = Some(token);
-                }
-                _ => return Ok(kept),
-            }
-        }
+        self.call_paged(
+            Endpoint::SubmissionList.as_str(),
+            vec![],
+            |page: Vec<SubmissionStub>, kept| {
+                let before = kept.len();
+                kept.extend(
+                    page.into_iter()
+                        .filter(|s| submission_time(s).is_none_or(|t| t >= since)),
+                );
+                kept.len() > before
+            },
+        )
+        .await
     }
 
     /// Looks every marker up: `submission/info` for each of `candidates` (listed submissions

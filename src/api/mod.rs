@@ -1,41 +1,55 @@
 //! The Joe Sandbox API v2 client: the only module that knows the vendor's URLs, form fields and
 //! JSON shapes.
 //!
-//! * [`JoeClient`]: one method per endpoint, with timeouts, retries for read-only calls and the
-//!   no-blind-retry rule for submissions.
+//! * [`JoeClient`] (`client.rs`): the handle; its methods live by concern in `settings.rs`
+//!   ([`ClientSettings`], the API base), `request.rs` (plumbing: hold-off, envelope, the one
+//!   retry helper, paging), `submission.rs` (`submission/new` and the chunked-upload
+//!   protocol, with the hook that records a chunked submission's id before its first chunk)
+//!   and `endpoints.rs` ([`Endpoint`] names, one method per read or delete endpoint).
+//! * `upload.rs` / `download.rs`: streaming bodies; `wire.rs`: form names several files share.
 //! * [`SubmissionParams`] / [`SearchQuery`]: typed request parameters and their wire encoding.
 //! * [`types`]: tolerant reply types.
 //! * `lookup`: finding an attempt's submission by the marker in its comments (search, and the
 //!   submission list with `submission/info`), and deleting what must not stay.
+//! * [`ReportType`]: the report types `analysis/download` knows, the one list the CLI, the
+//!   configuration and the download worker use.
 //! * [`ApiError`]: the classified failure.
 
 mod client;
 mod download;
+mod endpoints;
 mod error;
 mod lookup;
 mod params;
+mod reports;
+mod request;
 mod retry;
 mod secret;
+mod settings;
+mod submission;
 mod throttle;
 mod transport;
 pub mod types;
 mod upload;
+mod wire;
 
-pub use client::{
-    CHUNK_SIZE, ChunkedSubmission, ClientSettings, DEFAULT_SERVER_URL, JoeClient, Progress,
-    SampleUpload, api_base,
-};
+pub use client::JoeClient;
 pub use download::{Download, DownloadSummary, parse_content_disposition};
+pub use endpoints::Endpoint;
 pub use error::{ApiError, ApiErrorKind};
 pub use lookup::{FoundSubmission, MarkerFindings, Unidentified, carries_marker, submission_time};
 pub use params::{
-    KNOWN_PARAMS, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery, SubmissionParams,
-    param_type, parse_bool,
+    KNOWN_PARAMS, Param, ParamError, ParamType, ParamValue, SEARCH_FILTERS, SearchQuery,
+    SubmissionParams, param_type, parse_bool,
 };
+pub use reports::ReportType;
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::{ApiKey, ApiKeyError};
+pub use settings::{ClientSettings, DEFAULT_SERVER_URL, api_base};
+pub use submission::{SampleUpload, SubmitError};
 pub use throttle::HoldOff;
 pub use upload::wire_file_name;
+pub use upload::{CHUNK_SIZE, Progress};
 
 /// Fuzzing and property tests only (`fuzz/fuzz_targets/reply.rs`, `tests/it/properties.rs`): runs
 /// the reply parser over `status` and `body` the way every call does, then the typed decoders
@@ -61,50 +75,3 @@ pub fn parse_reply_for_fuzzing(status: u16, body: &[u8]) -> Result<usize, ApiErr
     ];
     Ok(decoded.into_iter().filter(|ok| *ok).count())
 }
-
-/// Report types `analysis/download` knows (see the API notes); other names are passed through,
-/// the server decides.
-pub const DOWNLOAD_TYPES: &[&str] = &[
-    "html",
-    "lighthtml",
-    "executive",
-    "pdf",
-    "pdfexecutive",
-    "classhtml",
-    "classxml",
-    "clusterxml",
-    "xml",
-    "lightxml",
-    "irxml",
-    "json",
-    "jsonfixed",
-    "lightjson",
-    "lightjsonfixed",
-    "irjson",
-    "irjsonfixed",
-    "iochtml",
-    "iocjson",
-    "iocxml",
-    "stix",
-    "misp",
-    "maec",
-    "openioc",
-    "graphreports",
-    "pcap",
-    "pcapslim",
-    "pcapunified",
-    "pcapsslinspection",
-    "bins",
-    "unpackpe",
-    "memdumps",
-    "unpack",
-    "ida",
-    "shoots",
-    "memstrings",
-    "binstrings",
-    "yara",
-    "sample",
-    "cookbook",
-    "chathtml",
-    "chatpdf",
-];

@@ -92,6 +92,51 @@ pub enum ParamError {
     NotAnAssignment(String),
 }
 
+/// The parameters jbxd sets by meaning (the CLI's flags, the attempt marker in the
+/// comments), so that no caller outside `api` spells their wire names. Anything else goes
+/// through [`SubmissionParams::set`] by the name the user typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Comments,
+    AnalysisTime,
+    InternetAccess,
+    ReportCache,
+    ArchivePassword,
+    DocumentPassword,
+    EncryptWithPassword,
+    Browser,
+    DeleteAfterDays,
+}
+
+impl Param {
+    pub const ALL: &'static [Param] = &[
+        Self::Comments,
+        Self::AnalysisTime,
+        Self::InternetAccess,
+        Self::ReportCache,
+        Self::ArchivePassword,
+        Self::DocumentPassword,
+        Self::EncryptWithPassword,
+        Self::Browser,
+        Self::DeleteAfterDays,
+    ];
+
+    /// The wire name (a [`KNOWN_PARAMS`] entry).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Comments => "comments",
+            Self::AnalysisTime => "analysis-time",
+            Self::InternetAccess => "internet-access",
+            Self::ReportCache => "report-cache",
+            Self::ArchivePassword => "archive-password",
+            Self::DocumentPassword => "document-password",
+            Self::EncryptWithPassword => "encrypt-with-password",
+            Self::Browser => "browser",
+            Self::DeleteAfterDays => "delete-after-days",
+        }
+    }
+}
+
 /// A typed parameter value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -227,8 +272,34 @@ impl SubmissionParams {
 
     /// The comments text, if any.
     pub fn comments(&self) -> Option<&str> {
-        match self.values.get("comments") {
+        match self.values.get(Param::Comments.name()) {
             Some(ParamValue::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Sets `param` from text, validated against its type like [`Self::set`].
+    pub fn set_param(&mut self, param: Param, value: &str) -> Result<(), ParamError> {
+        self.set(param.name(), value)
+    }
+
+    /// Sets a boolean `param` (`1`/`0` on the wire).
+    pub fn set_param_bool(&mut self, param: Param, value: bool) -> Result<(), ParamError> {
+        self.set_bool(param.name(), value)
+    }
+
+    /// Sets the comments text (free text: it cannot be invalid).
+    pub fn set_comments(&mut self, text: &str) {
+        self.values.insert(
+            Param::Comments.name().to_owned(),
+            ParamValue::Text(text.to_owned()),
+        );
+    }
+
+    /// The analysis time in seconds, if set.
+    pub fn analysis_time(&self) -> Option<u64> {
+        match self.values.get(Param::AnalysisTime.name()) {
+            Some(ParamValue::Int(secs)) => Some(*secs),
             _ => None,
         }
     }
@@ -305,6 +376,11 @@ pub enum SearchQuery {
 }
 
 impl SearchQuery {
+    /// Analyses of exactly this sample (the server may still match loosely: check the hits).
+    pub fn sha256(hash: &str) -> Self {
+        Self::Filters(vec![("sha256".to_owned(), hash.to_owned())])
+    }
+
     pub fn to_form(&self) -> Vec<(String, String)> {
         match self {
             Self::Text(q) => vec![("q".to_owned(), q.clone())],
@@ -412,5 +488,33 @@ mod tests {
                 ("systems[]", "w10x64")
             ]
         );
+    }
+
+    #[test]
+    fn typed_accessors_read_and_write_the_wire_parameters() {
+        let mut p = SubmissionParams::new();
+        assert_eq!(p.analysis_time(), None);
+        p.set("analysis-time", " 90 ").unwrap();
+        p.set_comments("mine jbxd:k-1");
+        assert_eq!(p.analysis_time(), Some(90));
+        assert_eq!(p.comments(), Some("mine jbxd:k-1"));
+        assert_eq!(
+            pairs(&p.to_form()),
+            vec![("comments", "mine jbxd:k-1"), ("analysis-time", "90")]
+        );
+        p.set_param_bool(Param::InternetAccess, false).unwrap();
+        assert!(p.set_param(Param::DeleteAfterDays, "soon").is_err());
+        assert_eq!(p.get("internet-access"), Some(&ParamValue::Bool(false)));
+        assert_eq!(
+            SearchQuery::sha256("ab12").to_form(),
+            vec![("sha256".to_owned(), "ab12".to_owned())]
+        );
+    }
+
+    #[test]
+    fn every_param_set_by_meaning_is_a_known_parameter() {
+        for &param in Param::ALL {
+            assert!(param_type(param.name()).is_some(), "{param:?}");
+        }
     }
 }

@@ -1,14 +1,21 @@
-//! Streaming request bodies from files on disk (never the whole file in memory).
+//! Streaming request bodies from files on disk (never the whole file in memory), the chunk
+//! size they are cut to, and the progress callback they report to.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::client::Progress;
 use super::error::ApiError;
+
+/// Chunk size of chunked uploads, fixed by the official client at 10 MiB.
+pub const CHUNK_SIZE: u64 = 10 * 1024 * 1024;
+
+/// Progress callback: called with the number of bytes transferred so far.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Read buffer of upload streams: large enough for throughput, small enough for memory.
 const READ_BUFFER: usize = 256 * 1024;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::api::SubmissionParams;
+use crate::api::{Param, SubmissionParams};
 
 /// How to reach the server. Environment variables are read by
 /// [`resolve_settings`](super::resolve_settings), not by clap, so that error messages can name
@@ -148,34 +148,35 @@ impl SubmissionArgs {
             .cloned()
             .collect();
         let texts = [
-            ("comments", &self.comments),
-            ("archive-password", &self.archive_password),
-            ("document-password", &self.document_password),
-            ("encrypt-with-password", &self.encrypt_with_password),
-            ("browser", &self.browser),
+            (Param::Comments, &self.comments),
+            (Param::ArchivePassword, &self.archive_password),
+            (Param::DocumentPassword, &self.document_password),
+            (Param::EncryptWithPassword, &self.encrypt_with_password),
+            (Param::Browser, &self.browser),
         ];
-        for (name, value) in texts {
+        for (param, value) in texts {
             if let Some(value) = value {
-                params.set(name, value)?;
+                params.set_param(param, value)?;
             }
         }
         let numbers = [
-            ("analysis-time", self.analysis_time),
-            ("delete-after-days", self.delete_after_days),
+            (Param::AnalysisTime, self.analysis_time),
+            (Param::DeleteAfterDays, self.delete_after_days),
         ];
-        for (name, value) in numbers {
+        for (param, value) in numbers {
             if let Some(value) = value {
-                params.set(name, &value.to_string())?;
+                params.set_param(param, &value.to_string())?;
             }
         }
-        if self.internet_access {
-            params.set_bool("internet-access", true)?;
-        }
-        if self.no_internet_access {
-            params.set_bool("internet-access", false)?;
-        }
-        if self.report_cache {
-            params.set_bool("report-cache", true)?;
+        let flags = [
+            (self.internet_access, Param::InternetAccess, true),
+            (self.no_internet_access, Param::InternetAccess, false),
+            (self.report_cache, Param::ReportCache, true),
+        ];
+        for (given, param, value) in flags {
+            if given {
+                params.set_param_bool(param, value)?;
+            }
         }
         // Last, so that an explicit `--param` can refine what a flag set.
         for assignment in &self.params {

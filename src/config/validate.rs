@@ -112,7 +112,7 @@ pub(super) fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
     for (i, kind) in c.reports.types.iter().enumerate() {
-        if !api::DOWNLOAD_TYPES.contains(&kind.as_str()) {
+        if !api::ReportType::is_known(kind) {
             return Err(("reports.types", format!("unknown report type `{kind}`")));
         }
         if c.reports.types[..i].contains(kind) {

@@ -243,7 +243,7 @@ async fn check_server(app: &App, report: &mut HealthReport) -> bool {
             true
         }
         Ok(false) => {
-            maintenance(app, report, "server/online reports maintenance").await;
+            maintenance(app, report, "the server's online check reports maintenance").await;
             false
         }
         Err(e) if e.kind() == Some(ApiErrorKind::ServerOffline) => {

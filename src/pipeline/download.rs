@@ -16,13 +16,10 @@ use tracing::{info, warn};
 use super::classify::{Action, Backoff, Call, classify};
 use super::outcomes::{AfterFailure, after_failure};
 use super::{all_done, at, backoff, escaped};
-use crate::api::ApiError;
+use crate::api::{ApiError, ReportType};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, AttemptCost, ReportRow};
 use crate::storage::safe_file_name;
-
-/// Types whose file is a zip archive.
-const ARCHIVE_TYPES: &[&str] = &["bins", "unpackpe", "memdumps", "unpack", "ida", "shoots"];
 
 /// Runs the download worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -52,37 +49,17 @@ pub async fn run_once(app: &App) -> anyhow::Result<StepOutcome> {
     Ok(StepOutcome::Worked(count))
 }
 
-/// The extension of a report type's file (a fixed table; unknown types are `bin`).
-pub fn extension(report_type: &str) -> &'static str {
-    let t = report_type.to_ascii_lowercase();
-    if ARCHIVE_TYPES.contains(&t.as_str()) {
-        "zip"
-    } else if t.ends_with("html") || t == "executive" {
-        "html"
-    } else if t.contains("json") {
-        "json"
-    } else if t.contains("xml") {
-        "xml"
-    } else if t.contains("pdf") {
-        "pdf"
-    } else if t.starts_with("pcap") {
-        "pcap"
-    } else {
-        "bin"
-    }
-}
-
 /// The file name a report is stored under: `<type>.<ext>` (`-run<N>` before the extension for
 /// a specific run), `sample.bin` for the sample. Never derived from the server's reply.
 pub fn report_file_name(report_type: &str, run: Option<i64>) -> String {
-    if report_type == "sample" && run.is_none() {
+    if ReportType::is_sample(report_type) && run.is_none() {
         return "sample.bin".to_owned();
     }
     // Types come from our configuration, but stay one safe component whatever they hold.
     let base = safe_file_name(report_type).unwrap_or_else(|| "report".to_owned());
     match run {
-        Some(run) => format!("{base}-run{run}.{}", extension(report_type)),
-        None => format!("{base}.{}", extension(report_type)),
+        Some(run) => format!("{base}-run{run}.{}", ReportType::extension(report_type)),
+        None => format!("{base}.{}", ReportType::extension(report_type)),
     }
 }
 
@@ -109,7 +86,7 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
     let server_filename = download.server_filename().map(|n| escaped(n, 1024));
     let name = report_file_name(&row.report_type, row.run);
     // The sample is live malware: read-only, like the quarantine copies.
-    let mode = if row.report_type == "sample" {
+    let mode = if ReportType::is_sample(&row.report_type) {
         0o400
     } else {
         0o600

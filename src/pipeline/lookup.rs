@@ -194,7 +194,7 @@ pub async fn delete_orphans(
         }
     }
     let detail = format!(
-        "the reply to the chunked submission/new was lost; its empty submission {} was found \
+        "the reply creating the chunked submission was lost; its empty submission {} was found \
          by name and time and deleted",
         ids.join(", ")
     );

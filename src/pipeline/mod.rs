@@ -60,6 +60,7 @@ pub mod download;
 pub mod lookup;
 pub mod outcomes;
 pub mod pace;
+pub mod params;
 pub mod poll;
 pub mod reconcile;
 pub mod schedule;

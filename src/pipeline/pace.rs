@@ -5,12 +5,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::classify::{Backoff, MIN_DELAY};
-use super::schedule::{PollPlan, analysis_time_of};
+use super::schedule::PollPlan;
 use crate::app::{App, StepOutcome};
 use crate::db::{self, Item};
 use crate::worker::{self, Turn, Worker};
@@ -109,16 +108,5 @@ pub(crate) fn backoff(app: &App) -> Backoff {
 
 /// The poll plan of an item: from its own `analysis-time`, else the configured default one.
 pub(crate) fn plan_for(app: &App, item: &Item) -> PollPlan {
-    let json = item
-        .params
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let analysis_time = analysis_time_of(json.as_ref()).or_else(|| {
-        app.config
-            .submission
-            .params
-            .get("analysis-time")
-            .and_then(|v| v.trim().parse().ok())
-    });
-    PollPlan::new(&app.config.poll, analysis_time)
+    PollPlan::new(&app.config.poll, super::params::analysis_time(app, item))
 }

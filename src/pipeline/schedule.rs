@@ -115,17 +115,6 @@ pub fn random_unit() -> f64 {
     fastrand::f64() * 2.0 - 1.0
 }
 
-/// The `analysis-time` parameter from a JSON object of submission parameters, if it is there
-/// and numeric (as a number or as text).
-pub fn analysis_time_of(params: Option<&serde_json::Value>) -> Option<u64> {
-    let value = params?.get("analysis-time")?;
-    match value {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,16 +310,5 @@ mod tests {
         assert_eq!(p.interval_at(S(30)), S(1));
         assert!(!p.timed_out(S(60)));
         assert!(p.timed_out(S(61)));
-    }
-
-    #[test]
-    fn analysis_time_is_read_from_numbers_and_text() {
-        let v = serde_json::json!({"analysis-time": 120});
-        assert_eq!(analysis_time_of(Some(&v)), Some(120));
-        let v = serde_json::json!({"analysis-time": " 90 "});
-        assert_eq!(analysis_time_of(Some(&v)), Some(90));
-        let v = serde_json::json!({"analysis-time": "soon"});
-        assert_eq!(analysis_time_of(Some(&v)), None);
-        assert_eq!(analysis_time_of(None), None);
     }
 }

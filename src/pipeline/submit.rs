@@ -12,7 +12,6 @@
 //!    `rejected`, a global pause (no attempt consumed), or `failed` once attempts run out.
 
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,11 +21,11 @@ use tracing::{info, warn};
 use super::classify::{Action, Call, classify};
 use super::outcomes::{all_done, analysis_record, give_up_or_requeue};
 use super::pace::{DueFrom, at, backoff, grace, plan_for, worker_loop};
+pub use super::params::{attempt_params, default_params};
 use super::schedule::{jittered, random_unit};
 use crate::api::types::Analysis;
-use crate::api::{ApiError, ApiErrorKind, SearchQuery, SubmissionParams, wire_file_name};
+use crate::api::{ApiError, SampleUpload, SearchQuery, SubmissionParams, SubmitError};
 use crate::app::{App, StepOutcome};
-use crate::config::SubmissionConfig;
 use crate::db::{
     self, AttemptCost, AttemptOutcome, AttemptUpdate, DbError, Item, ItemState, Submitted,
 };
@@ -88,50 +87,7 @@ fn lease_duration(app: &App) -> Duration {
     )
 }
 
-/// The submission defaults of the configuration.
-pub fn default_params(config: &SubmissionConfig) -> anyhow::Result<SubmissionParams> {
-    let mut params = SubmissionParams::new();
-    params.systems = config.systems.clone();
-    params.tags = config.tags.clone();
-    for (name, value) in &config.params {
-        params
-            .set(name, value)
-            .with_context(|| format!("submission.params.{name}"))?;
-    }
-    Ok(params)
-}
-
-/// The parameters of one attempt: the item's own `params` (a JSON object), the configured
-/// defaults under them, and the comments carrying the attempt key. `Err` is the reason to
-/// reject the item.
-pub fn attempt_params(
-    item_params: Option<&str>,
-    defaults: &SubmissionParams,
-    config: &SubmissionConfig,
-    attempt_key: &str,
-) -> Result<SubmissionParams, String> {
-    // The per-item JSON has one reader: intake validated it with the same function when the
-    // item was created.
-    let mut params = crate::intake::params::parse(item_params)
-        .map_err(|e| e.to_string())?
-        .params;
-    params.merge_defaults(defaults);
-    let user = params
-        .comments()
-        .map(str::to_owned)
-        .or_else(|| config.comments.clone())
-        .filter(|c| !c.trim().is_empty());
-    let comments = match user {
-        Some(user) => format!("{user} jbxd:{attempt_key}"),
-        None => format!("jbxd:{attempt_key}"),
-    };
-    params
-        .set("comments", &comments)
-        .map_err(|e| format!("comments: {e}"))?;
-    Ok(params)
-}
-
-/// The first poll of a fresh submission, jittered: 0.9 × its `analysis-time` when it has one,
+/// The first poll of a fresh submission, jittered: 0.9 × its analysis time when it has one,
 /// else a quarter of `poll.expected_analysis_secs` (see `schedule::PollPlan`).
 pub(crate) fn first_poll_at(app: &App, item: &Item) -> i64 {
     at(jittered(plan_for(app, item).first_delay(), random_unit()))
@@ -328,32 +284,30 @@ async fn send(
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     let path = app.store.abs(rel);
-    let size = tokio::fs::metadata(&path)
+    let upload = SampleUpload {
+        name: Some(item.name.clone()),
+        progress: mid_upload(),
+    };
+    // The id of a chunked submission is committed before its first chunk: a crash after this
+    // leaves an id reconciliation finds and deletes (RELIABILITY case 116).
+    let record = |submission_id: String| async move {
+        db::items::set_attempt_outcome(
+            &app.db,
+            key,
+            AttemptUpdate::chunked_pending(&submission_id),
+        )
+        .await?;
+        crate::crashpoint::hit("after_chunked_create");
+        Ok(())
+    };
+    app.client
+        .submit_sample_recorded(&path, params, &upload, record)
         .await
-        .map_err(|e| ApiError::Io {
-            context: format!("cannot read the stored sample {rel}"),
-            source: e,
-        })?
-        .len();
-    let name = wire_file_name(&item.name);
-    if size > app.client.settings().chunked_threshold {
-        match app.client.begin_chunked(&name, size, params).await {
-            Ok(chunked) => {
-                return send_chunks(app, item, key, &path, &chunked).await;
-            }
-            Err(error) if chunked_unsupported(&error) => {
-                info!(
-                    item = item.id,
-                    "server has no chunked upload; sending the sample in one request"
-                );
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(app
-        .client
-        .submit_sample_plain(&path, &name, size, params, None)
-        .await?)
+        .map_err(|error| match error {
+            SubmitError::Api(error) => SendError::Api(error),
+            // The client deleted the empty submission (or the reconciler will).
+            SubmitError::NotRecorded { source, .. } => SendError::Db(source),
+        })
 }
 
 /// Upload progress for the `mid_upload` crash point: fires once bytes past the first chunk go
@@ -368,55 +322,6 @@ fn mid_upload() -> Option<crate::api::Progress> {
     })
 }
 
-async fn send_chunks(
-    app: &App,
-    item: &Item,
-    key: &str,
-    path: &Path,
-    chunked: &crate::api::ChunkedSubmission,
-) -> Result<String, SendError> {
-    let id = &chunked.submission_id;
-    if let Err(error) =
-        db::items::set_attempt_outcome(&app.db, key, AttemptUpdate::chunked_pending(id)).await
-    {
-        // Without the id on record no chunk may go out; delete the empty submission.
-        let _ = app.client.submission_delete(id).await;
-        return Err(error.into());
-    }
-    crate::crashpoint::hit("after_chunked_create");
-    match app.client.upload_chunks(chunked, path, mid_upload()).await {
-        Ok(()) => Ok(id.clone()),
-        Err(error) => {
-            let deleted = match app.client.submission_delete(id).await {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(item = item.id, submission_id = %id, error = %e, "could not delete the incomplete chunked submission");
-                    false
-                }
-            };
-            let (chunk, source) = match error {
-                ApiError::ChunkFailed { chunk, source, .. } => (chunk, source),
-                other => (0, Box::new(other)),
-            };
-            Err(ApiError::ChunkFailed {
-                submission_id: id.clone(),
-                chunk,
-                deleted,
-                source,
-            }
-            .into())
-        }
-    }
-}
-
-/// A server without chunked upload answers `Unknown parameter chunked-sample.` (code 3); the
-/// client's own fallback decides the same way.
-fn chunked_unsupported(error: &ApiError) -> bool {
-    error.kind() == Some(ApiErrorKind::InvalidParameter)
-        && !matches!(error, ApiError::ChunkFailed { .. })
-        && error.server_message().contains("chunked-sample")
-}
-
 /// Looks the item's sha256 up on the server: the newest finished analysis of exactly that
 /// hash (checked again here: search may match loosely) whose runs did not all fail, and which
 /// is not already recorded for another item.
@@ -426,10 +331,7 @@ async fn lookup_on_server(app: &App, item: &Item) -> Result<Option<Analysis>, Ap
     };
     let hits = app
         .client
-        .analysis_search(&SearchQuery::Filters(vec![(
-            "sha256".into(),
-            sha256.to_owned(),
-        )]))
+        .analysis_search(&SearchQuery::sha256(sha256))
         .await?;
     let mut best: Option<Analysis> = None;
     for hit in hits.into_iter().take(MAX_LOOKUP_HITS) {
@@ -492,93 +394,4 @@ async fn adopt_server_analysis(
     info!(item = item.id, webid = %analysis.webid, "{note}");
     app.wake.poll.notify_one();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> SubmissionConfig {
-        SubmissionConfig {
-            systems: vec!["w10x64".into()],
-            tags: vec!["jbxd".into()],
-            comments: Some("from the drop folder".into()),
-            params: [("internet-access".to_owned(), "1".to_owned())].into(),
-        }
-    }
-
-    fn form(params: &SubmissionParams) -> Vec<(String, String)> {
-        params.to_form()
-    }
-
-    fn get<'a>(form: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-        form.iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    #[test]
-    fn defaults_fill_in_what_the_item_leaves_unset_and_the_key_ends_the_comments() {
-        let config = config();
-        let defaults = default_params(&config).unwrap();
-        let p = attempt_params(None, &defaults, &config, "abc-1").unwrap();
-        let f = form(&p);
-        assert_eq!(get(&f, "systems[]"), ["w10x64"]);
-        assert_eq!(get(&f, "tags[]"), ["jbxd"]);
-        assert_eq!(get(&f, "internet-access"), ["1"]);
-        assert_eq!(get(&f, "comments"), ["from the drop folder jbxd:abc-1"]);
-
-        let own = r#"{"internet-access": false, "systems": ["w7", "w11"], "comments": "mine",
-                      "analysis-time": 120}"#;
-        let p = attempt_params(Some(own), &defaults, &config, "abc-2").unwrap();
-        let f = form(&p);
-        assert_eq!(get(&f, "systems[]"), ["w7", "w11"]);
-        assert_eq!(get(&f, "internet-access"), ["0"]);
-        assert_eq!(get(&f, "analysis-time"), ["120"]);
-        assert_eq!(get(&f, "comments"), ["mine jbxd:abc-2"]);
-    }
-
-    #[test]
-    fn without_any_user_comment_the_comments_are_just_the_key() {
-        let config = SubmissionConfig::default();
-        let p = attempt_params(Some("{}"), &SubmissionParams::new(), &config, "k-3").unwrap();
-        assert_eq!(get(&form(&p), "comments"), ["jbxd:k-3"]);
-    }
-
-    #[test]
-    fn bad_item_parameters_are_a_reason_to_reject() {
-        let config = SubmissionConfig::default();
-        let none = SubmissionParams::new();
-        for bad in [
-            "not json",
-            "[1, 2]",
-            r#"{"analysis-time": "long"}"#,
-            r#"{"apikey": "x"}"#,
-            r#"{"tags": [{"a": 1}]}"#,
-        ] {
-            let err = attempt_params(Some(bad), &none, &config, "k-1").unwrap_err();
-            assert!(!err.is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn only_the_chunked_refusal_triggers_the_plain_fallback() {
-        let refusal = ApiError::Api {
-            kind: ApiErrorKind::InvalidParameter,
-            code: 3,
-            message: "Unknown parameter chunked-sample.".into(),
-            status: 400,
-            retry_after: None,
-        };
-        assert!(chunked_unsupported(&refusal));
-        let other = ApiError::Api {
-            kind: ApiErrorKind::InvalidParameter,
-            code: 3,
-            message: "Invalid system.".into(),
-            status: 400,
-            retry_after: None,
-        };
-        assert!(!chunked_unsupported(&other));
-    }
 }

@@ -178,6 +178,14 @@ pub struct RequestRecord {
     pub at_ms: u64,
 }
 
+impl RequestRecord {
+    /// Whether this request went to `endpoint`: how code outside `api` and the simulator
+    /// reads the log without naming the vendor's paths.
+    pub fn is(&self, endpoint: crate::api::Endpoint) -> bool {
+        self.endpoint == endpoint.as_str()
+    }
+}
+
 /// A submission present on the simulated server (see [`Simulator::live_submissions`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveSubmission {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jbxd::api::{
-    ApiError, ApiErrorKind, ApiKey, ClientSettings, JoeClient, RetryPolicy, SampleUpload,
-    SearchQuery, SubmissionParams,
+    ApiError, ApiErrorKind, ApiKey, ClientSettings, Endpoint, JoeClient, RetryPolicy, SampleUpload,
+    SearchQuery, SubmissionParams, SubmitError,
 };
 use jbxd::simulator::{Fault, FaultRule, SimConfig, SimMode, Simulator};
 
@@ -99,8 +99,8 @@ async fn a_large_file_is_uploaded_in_ten_mebibyte_chunks_and_hashes_match() {
     assert_eq!(analysis.filename.as_deref(), Some("big.bin"));
 }
 
-#[tokio::test]
-async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
+/// An on-premise server without chunked upload, and a client for it.
+async fn server_without_chunks() -> (Simulator, JoeClient) {
     let sim = simulator(SimConfig {
         chunked_upload: false,
         mode: SimMode::OnPrem,
@@ -110,6 +110,12 @@ async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
     let mut s = settings(&sim);
     s.server_url = sim.onprem_api_url();
     let client = JoeClient::new(s).unwrap();
+    (sim, client)
+}
+
+#[tokio::test]
+async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
+    let (sim, client) = server_without_chunks().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(dir.path(), "eleven.bin", &vec![7u8; 11 * 1024 * 1024]);
 
@@ -125,6 +131,145 @@ async fn a_server_without_chunked_upload_gets_one_plain_multipart_upload() {
         2,
         "refused chunked, then plain"
     );
+}
+
+/// 21 MiB: three chunks at the default threshold.
+fn big_file(dir: &Path) -> std::path::PathBuf {
+    write_file(dir, "big.bin", &vec![9u8; 21 * 1024 * 1024])
+}
+
+#[tokio::test]
+async fn the_record_hook_gets_the_chunked_submission_id_before_the_first_chunk_is_sent() {
+    let sim = simulator(SimConfig::default()).await;
+    let client = client(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let path = big_file(dir.path());
+    let seen = std::sync::Mutex::new(None);
+
+    let id = client
+        .submit_sample_recorded(
+            &path,
+            &SubmissionParams::new(),
+            &SampleUpload::default(),
+            |id| async {
+                let chunks_so_far = requests_to(&sim, Endpoint::SubmissionChunkedSample.as_str());
+                *seen.lock().unwrap() = Some((id, chunks_so_far));
+                Ok::<(), std::io::Error>(())
+            },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(seen.into_inner().unwrap(), Some((id.clone(), 0)));
+    assert_eq!(
+        requests_to(&sim, Endpoint::SubmissionChunkedSample.as_str()),
+        3
+    );
+    assert_eq!(sim.accepted_submissions(), vec![id]);
+}
+
+#[tokio::test]
+async fn a_record_hook_that_fails_stops_the_upload_and_the_empty_submission_is_deleted() {
+    let sim = simulator(SimConfig::default()).await;
+    let client = client(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let path = big_file(dir.path());
+
+    let error = client
+        .submit_sample_recorded(
+            &path,
+            &SubmissionParams::new(),
+            &SampleUpload::default(),
+            |_| async { Err(std::io::Error::other("database is locked")) },
+        )
+        .await
+        .unwrap_err();
+
+    let SubmitError::NotRecorded {
+        submission_id,
+        deleted,
+        source,
+    } = error
+    else {
+        panic!("expected NotRecorded, got {error:?}");
+    };
+    assert!(deleted, "the empty submission is deleted");
+    assert_eq!(source.to_string(), "database is locked");
+    assert_eq!(sim.accepted_submissions(), vec![submission_id]);
+    assert!(sim.live_submissions().is_empty());
+    assert_eq!(
+        requests_to(&sim, Endpoint::SubmissionChunkedSample.as_str()),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_chunk_deletes_the_incomplete_submission_and_names_the_chunk() {
+    let sim = simulator(SimConfig::default()).await;
+    sim.faults().add(FaultRule {
+        skip: 1,
+        ..rule(
+            Endpoint::SubmissionChunkedSample.as_str(),
+            Fault::Error {
+                http_status: 500,
+                code: 6,
+                message: "chunk store failed".into(),
+            },
+            1,
+        )
+    });
+    let client = client(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let path = big_file(dir.path());
+
+    let error = client
+        .submit_sample(&path, &SubmissionParams::new(), &SampleUpload::default())
+        .await
+        .unwrap_err();
+
+    assert!(!error.is_chunked_unsupported());
+    let ApiError::ChunkFailed {
+        submission_id,
+        chunk,
+        deleted,
+        source,
+    } = error
+    else {
+        panic!("expected ChunkFailed, got {error:?}");
+    };
+    assert_eq!((chunk, deleted), (2, true));
+    assert!(
+        matches!(*source, ApiError::UnknownOutcome { .. }),
+        "{source:?}"
+    );
+    assert_eq!(sim.accepted_submissions(), vec![submission_id]);
+    assert!(sim.live_submissions().is_empty());
+}
+
+#[tokio::test]
+async fn plain_uploads_and_the_fallback_without_chunks_never_call_the_record_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = big_file(dir.path());
+    let small = write_file(dir.path(), "small.bin", b"MZ small");
+    let cloud = simulator(SimConfig::default()).await;
+    let (onprem, onprem_client) = server_without_chunks().await;
+    let cases = [
+        (client(&cloud), &small, &cloud),
+        (onprem_client, &big, &onprem),
+    ];
+    for (client, path, sim) in cases {
+        let id = client
+            .submit_sample_recorded(
+                path,
+                &SubmissionParams::new(),
+                &SampleUpload::default(),
+                |id| async move { panic!("the hook was called for {id}") },
+            )
+            .await
+            .map_err(|e: SubmitError<std::convert::Infallible>| e.to_string())
+            .unwrap();
+        assert_eq!(sim.accepted_submissions(), vec![id]);
+    }
 }
 
 #[tokio::test]

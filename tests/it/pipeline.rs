@@ -194,7 +194,7 @@ async fn a_url_and_a_file_are_submitted_polled_indexed_and_their_reports_stored(
                 "reports/{}/{}.{}",
                 r.webid,
                 r.report_type,
-                download::extension(&r.report_type)
+                jbxd::api::ReportType::extension(&r.report_type)
             );
             assert_eq!(r.path.as_deref(), Some(expected.as_str()));
         }
@@ -656,12 +656,24 @@ async fn case_116_a_crash_while_a_chunked_submission_new_was_in_flight_leaves_no
         &key,
     )
     .unwrap();
-    let orphan = app
-        .client
-        .begin_chunked("slow.bin", 21 * 1024 * 1024, &params)
-        .await
-        .unwrap()
-        .submission_id;
+    // The submission is dropped mid-flight once the server has assigned the id: nothing is
+    // recorded, no chunk goes out.
+    let path = app.store.abs(claimed_item.sample_path.as_deref().unwrap());
+    let (assigned, orphan) = tokio::sync::oneshot::channel();
+    let named = jbxd::api::SampleUpload {
+        name: Some(claimed_item.name.clone()),
+        progress: None,
+    };
+    let upload =
+        app.client
+            .submit_sample_recorded(&path, &params, &named, |submission_id| async move {
+                let _ = assigned.send(submission_id);
+                std::future::pending::<Result<(), std::convert::Infallible>>().await
+            });
+    let orphan = tokio::select! {
+        outcome = upload => panic!("the upload ended: {outcome:?}"),
+        id = orphan => id.unwrap(),
+    };
     // The restart.
     assert_eq!(
         pipeline::recover(app)
@@ -1182,7 +1194,7 @@ async fn case_75_hostile_content_disposition_names_never_become_paths() {
                 "reports/{}/{}.{}",
                 r.webid,
                 r.report_type,
-                download::extension(&r.report_type)
+                jbxd::api::ReportType::extension(&r.report_type)
             );
             assert_eq!(r.path.as_deref(), Some(expected.as_str()));
             servers_names.extend(r.server_filename);

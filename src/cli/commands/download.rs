@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::api::{ApiError, JoeClient};
+use crate::api::{ApiError, JoeClient, ReportType};
 use crate::cli::output::{ItemFailure, finish_items, table};
 use crate::cli::progress::Bars;
 use crate::cli::{CliError, Context, Outcome};
@@ -72,7 +72,7 @@ pub struct Request {
 
 impl Request {
     fn is_sample(&self) -> bool {
-        self.report_type == "sample"
+        ReportType::is_sample(&self.report_type)
     }
 
     fn action(&self) -> &'static str {
@@ -94,26 +94,11 @@ impl Request {
                 "{}-{}{run}.{}",
                 self.webid,
                 self.report_type,
-                extension_for(&self.report_type)
+                ReportType::extension(&self.report_type)
             )
         };
         safe_file_name(&raw)
-            .unwrap_or_else(|| format!("download.{}", extension_for(&self.report_type)))
-    }
-}
-
-/// The file extension of a report type, for fallback names.
-pub fn extension_for(report_type: &str) -> &'static str {
-    let t = report_type.to_ascii_lowercase();
-    match t.as_str() {
-        "bins" | "unpackpe" | "memdumps" | "unpack" | "ida" | "shoots" => "zip",
-        "executive" => "html",
-        _ if t.contains("html") => "html",
-        _ if t.contains("json") => "json",
-        _ if t.contains("xml") => "xml",
-        _ if t.contains("pdf") => "pdf",
-        _ if t.starts_with("pcap") => "pcap",
-        _ => "bin",
+            .unwrap_or_else(|| format!("download.{}", ReportType::extension(&self.report_type)))
     }
 }
 
@@ -189,7 +174,7 @@ pub async fn run_samples(context: &Context, args: SampleArgs) -> Result<Outcome,
         .iter()
         .map(|webid| Request {
             webid: webid.clone(),
-            report_type: "sample".to_owned(),
+            report_type: ReportType::SAMPLE.to_owned(),
             run: None,
         })
         .collect();

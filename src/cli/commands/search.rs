@@ -5,7 +5,7 @@ use clap::{ArgGroup, Args};
 
 use serde::Serialize;
 
-use crate::api::SearchQuery;
+use crate::api::{SEARCH_FILTERS, SearchQuery};
 use crate::cli::output::{cell, print_json, table, verdict_table};
 use crate::cli::{CliError, Context, Outcome};
 use crate::db::AnalysisRow;
@@ -108,27 +108,30 @@ impl SearchArgs {
         if let Some(text) = &self.query {
             return SearchQuery::Text(text.clone());
         }
-        let filters = [
-            ("md5", &self.md5),
-            ("sha1", &self.sha1),
-            ("sha256", &self.sha256),
-            ("filename", &self.filename),
-            ("url", &self.url),
-            ("tag", &self.tag),
-            ("comments", &self.comments),
-            ("ioc-url", &self.ioc_url),
-            ("ioc-dropped-file", &self.ioc_dropped_file),
-            ("detection", &self.detection),
-            ("threatname", &self.threatname),
-            ("before-date", &self.before_date),
-            ("after-date", &self.after_date),
-            ("ioc-domain", &self.ioc_domain),
-            ("ioc-public-ip", &self.ioc_public_ip),
+        // In the order of `api::SEARCH_FILTERS`, which names them on the wire (the test below
+        // keeps the two lists in step).
+        let values = [
+            &self.md5,
+            &self.sha1,
+            &self.sha256,
+            &self.filename,
+            &self.url,
+            &self.tag,
+            &self.comments,
+            &self.ioc_url,
+            &self.ioc_dropped_file,
+            &self.detection,
+            &self.threatname,
+            &self.before_date,
+            &self.after_date,
+            &self.ioc_domain,
+            &self.ioc_public_ip,
         ];
         SearchQuery::Filters(
-            filters
-                .into_iter()
-                .filter_map(|(name, value)| value.clone().map(|v| (name.to_owned(), v)))
+            SEARCH_FILTERS
+                .iter()
+                .zip(values)
+                .filter_map(|(name, value)| value.clone().map(|v| ((*name).to_owned(), v)))
                 .collect(),
         )
     }
@@ -214,4 +217,53 @@ async fn xpath(context: &Context, expr: &str) -> Result<Outcome, CliError> {
         println!("{out}");
     }
     Ok(Outcome::success())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        search: SearchArgs,
+    }
+
+    fn query(args: &[&str]) -> SearchQuery {
+        let argv = std::iter::once("search").chain(args.iter().copied());
+        Command::try_parse_from(argv).unwrap().search.to_query()
+    }
+
+    #[test]
+    fn every_filter_flag_is_sent_under_the_filter_of_its_position() {
+        assert_eq!(FILTER_ARGS.len(), SEARCH_FILTERS.len());
+        for (flag, filter) in FILTER_ARGS.iter().zip(SEARCH_FILTERS) {
+            let long = format!("--{}", flag.replace('_', "-"));
+            let value = if *flag == "detection" {
+                "malicious"
+            } else {
+                "x"
+            };
+            let sent = query(&[&long, value]);
+            assert_eq!(
+                sent,
+                SearchQuery::Filters(vec![((*filter).to_owned(), value.to_owned())]),
+                "{long}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_are_anded_and_free_text_is_sent_as_text() {
+        assert_eq!(
+            query(&["--sha256", "ab", "--ioc-public-ip", "1.2.3.4"]),
+            SearchQuery::Filters(vec![
+                ("sha256".to_owned(), "ab".to_owned()),
+                ("ioc-public-ip".to_owned(), "1.2.3.4".to_owned()),
+            ])
+        );
+        assert_eq!(query(&["-q", "evil"]), SearchQuery::Text("evil".to_owned()));
+    }
 }

@@ -48,7 +48,7 @@ pub async fn run(context: &Context, command: ServerCommand) -> Result<Outcome, C
                     print_json(&info)?;
                 } else {
                     let mut rows = table(&["field", "value"]);
-                    rows.add_row(vec!["queuesize".to_owned(), cell(info.queuesize)]);
+                    rows.add_row(vec!["queue size".to_owned(), cell(info.queuesize)]);
                     for (name, value) in &info.extra {
                         rows.add_row(vec![name.clone(), plain(value)]);
                     }
