@@ -1,61 +1,17 @@
-//! Test support shared by the integration tests and the demo: a temporary data directory and
-//! drop folder, the simulator on loopback, a fast configuration, and `wait_until`.
-//!
-//! Public (not `cfg(test)`) because integration tests and `jbxd demo` link the library as users
-//! do; nothing in the daemon uses it.
+//! The test harness (tests and benchmarks only, see the parent module): a temporary data
+//! directory and drop folder with the simulator on loopback, the pipeline driven one step at a
+//! time, `wait_until`, and the reliability invariant check of the crash and torture tests.
 
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::{TEST_API_KEY, client_for, fast_config};
 use crate::api::{ApiKey, ClientSettings, Endpoint, JoeClient};
 use crate::app::App;
-use crate::config::{self as cfg, Config};
+use crate::config::Config;
 use crate::db::{Db, Item};
 use crate::simulator::{SimConfig, Simulator};
-
-/// The API key every test environment uses: a sentinel, so tests can prove it never leaks.
-pub const TEST_API_KEY: &str = "JBXD-SENTINEL-7f3c9a4e-never-log-me";
-
-/// A configuration rooted in `root` (data in `root/data`, drop folder `root/drop`) with timings
-/// shrunk for tests: 0 means "as fast as the floor allows" for every delay.
-pub fn fast_config(root: &Path, api_url: &str) -> Config {
-    let mut c = Config {
-        data_dir: root.join("data"),
-        drop_dir: root.join("drop"),
-        ..Config::default()
-    };
-    c.api.url = api_url.to_owned();
-    c.api.accept_tac = true;
-    c.api.attempts = 3;
-    c.api.request_timeout_secs = 10;
-    c.intake.settle_ms = 200;
-    c.intake.scan_interval_secs = 1;
-    c.intake.url_poll_ms = 50;
-    c.intake.max_file_size = 64 * 1024 * 1024;
-    c.pipeline.retry_base_secs = 0;
-    c.pipeline.retry_cap_secs = 1;
-    c.pipeline.reconcile_grace_secs = 0;
-    c.pipeline.reconcile_window_secs = 0;
-    c.poll.expected_analysis_secs = 0;
-    c.poll.min_interval_secs = 0;
-    c.poll.max_interval_secs = 1;
-    c.health.schedule = "* * * * * *".into();
-    c.health.min_free_disk_mb = 1;
-    c
-}
-
-/// The API client a daemon built from `config` uses (the same resolver), with fast retries.
-pub fn client_for(config: &Config) -> JoeClient {
-    let key = ApiKey::new(TEST_API_KEY).unwrap();
-    let settings = cfg::settings(
-        &config.api,
-        key,
-        cfg::Pace::Hurried,
-        Some(config.reports.max_size),
-    );
-    JoeClient::new(settings).expect("client builds")
-}
 
 /// A temporary directory, a running simulator and an [`App`] wired to both.
 pub struct TestEnv {
