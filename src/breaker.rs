@@ -1,4 +1,4 @@
-//! The circuit breaker (reliability.md §2.7, catalog 58, 64, 78): when the server cannot be
+//! The circuit breaker (RELIABILITY.md cases 58, 64, 78): when the server cannot be
 //! reached, stop sending work at it.
 //!
 //! * **Opens** after [`THRESHOLD`] consecutive transient failures across every worker — the

@@ -1,4 +1,4 @@
-//! Named crash points for the crash tests (reliability.md §3 group A, §4).
+//! Named crash points for the crash tests (RELIABILITY.md group A).
 //!
 //! [`hit`] marks a place in the item's life where a crash is interesting. In a normal build
 //! (without the `fault-injection` cargo feature) it is an empty `#[inline(always)]` function:

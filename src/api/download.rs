@@ -51,7 +51,7 @@ impl Download {
     /// checking the total against `Content-Length`. On error the sink holds a partial body: the
     /// caller must discard it (storage's atomic files do that on drop).
     ///
-    /// Two deadlines guard the body (reliability.md §2.7, catalog 70): a silence longer than
+    /// Two deadlines guard the body (RELIABILITY.md case 70): a silence longer than
     /// the read-idle timeout is a stall, and fewer than `min_rate × window` bytes in any
     /// window of `throughput_window` is a slowloris that would otherwise hold a worker for
     /// hours. Both are transient errors; the caller retries later.

@@ -1,5 +1,5 @@
-//! The state every clone of one [`super::JoeClient`] shares about the server (reliability.md
-//! §2.7):
+//! The state every clone of one [`super::JoeClient`] shares about the server (RELIABILITY.md
+//! cases 58, 62–64):
 //!
 //! * the **hold-off**: a `Retry-After` on a 429 (or a 503) means "no request before T" for the
 //!   whole client, not just for the call that got it — rate limits are per account, so a poll
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::error::{ApiError, ApiErrorKind};
 
-/// The longest hold-off a server can impose; reliability.md §2.7 clamps `Retry-After` to 1 h.
+/// The longest hold-off a server can impose; RELIABILITY.md case 62 clamps `Retry-After` to 1 h.
 pub const MAX_HOLD_OFF: Duration = Duration::from_secs(3600);
 
 /// What a request's result says about the server's availability.

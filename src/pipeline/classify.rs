@@ -1,5 +1,5 @@
 //! The one place that decides what a failed API call means for the item (or report) it was
-//! made for (reliability.md §2.7). Workers never look at an [`ApiError`] themselves: they ask
+//! made for (RELIABILITY.md group D). Workers never look at an [`ApiError`] themselves: they ask
 //! [`classify`] and act on the [`Action`].
 
 use std::time::Duration;
@@ -39,7 +39,7 @@ pub enum Action {
     Fatal { reason: String },
 }
 
-/// Per-item backoff (reliability.md §2.7): `min(cap, base·2^attempts)` with full jitter and a
+/// Per-item backoff (RELIABILITY.md case 63): `min(cap, base·2^attempts)` with full jitter and a
 /// floor of [`MIN_DELAY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {

@@ -1,6 +1,6 @@
 //! The pipeline: submit → poll → download → index.
 //!
-//! Four workers move items through the state machine of reliability.md §2.1, each as a loop
+//! Four workers move items through the item state machine (ARCHITECTURE.md), each as a loop
 //! (`run`: the shared [`crate::worker::run`] through `pace::worker_loop`) around a one-step
 //! function (`run_once`) that tests drive directly. What they share lives in [`outcomes`]
 //! (what an analysis becomes, requeue or give up, report types) and [`pace`] (due times,
@@ -17,7 +17,7 @@
 //! quota, disk) and the circuit breaker ([`crate::breaker`]) are checked before claiming and
 //! never consume attempts.
 //!
-//! # Crash points (reliability.md §2.2, the part this module owns)
+//! # Crash points (RELIABILITY.md group A, the part this module owns)
 //!
 //! [`recover`] runs at start-up, before READY and before any worker:
 //!

@@ -1,5 +1,5 @@
 //! Reconciliation: items left in `submitting` (an unknown outcome, or a crash after the intent
-//! commit) are looked up on the server before anything is sent again (reliability.md §2.8,
+//! commit) are looked up on the server before anything is sent again (RELIABILITY.md promise I2, cases 7, 8, 115,
 //! RELIABILITY cases 7, 8, 10, 115 and 116).
 //!
 //! For each such item, once its time has come (the grace period after an unknown outcome; the

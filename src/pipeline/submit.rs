@@ -1,4 +1,4 @@
-//! The submit worker: `queued` → `submitting` → `submitted` (reliability.md §2.8).
+//! The submit worker: `queued` → `submitting` → `submitted` (RELIABILITY.md promise I2, cases 6–8, 115).
 //!
 //! 1. `claim_for_submit` commits the move to `submitting` and a new attempt key in
 //!    `submit_attempts` (the outbox) before any request.

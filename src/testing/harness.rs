@@ -143,7 +143,7 @@ pub struct InvariantReport {
     pub stored_samples: usize,
 }
 
-/// The invariant check of reliability.md §3 after a crash test drained and stopped the daemon:
+/// The invariant check of RELIABILITY.md (promises I1–I3) after a crash test drained and stopped the daemon:
 /// (a) every input has exactly one terminal item (files by sha256 and name, gone from the drop
 /// folder; every `url_queue` row terminal); (b) at most one accepted (not deleted, finished)
 /// submission per item key, from the simulator's log of `jbxd:<item_key>-<n>` comments;

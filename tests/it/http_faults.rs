@@ -1,4 +1,4 @@
-//! HTTP faults (reliability.md §2.7, catalog group D): the client-wide `Retry-After` hold-off,
+//! HTTP faults (RELIABILITY.md group D): the client-wide `Retry-After` hold-off,
 //! full-jitter backoff, the daemon's circuit breaker, download stalls and slowloris bodies,
 //! truncated bodies and HTML where JSON was expected. Test names cite the catalog case.
 //!

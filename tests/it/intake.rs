@@ -1,6 +1,6 @@
 //! Intake end to end on a real temporary drop folder and database: the scanner and the URL
 //! queue worker driven one step at a time (`run_once`), and the real inotify watcher.
-//! Catalog groups C (drop folder) and E (URL queue input) of `reliability.md`.
+//! RELIABILITY.md groups C (drop folder) and E (URL queue input).
 
 use std::ffi::OsStr;
 use std::fs;

@@ -1,6 +1,6 @@
 //! The pipeline (submit → reconcile → poll → download) against the simulator, driven one
 //! step at a time through the workers' `run_once` functions. Test names cite the
-//! reliability.md catalog case they implement.
+//! RELIABILITY.md case they implement.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

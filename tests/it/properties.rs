@@ -1,4 +1,4 @@
-//! Property tests over untrusted input (`../shared/reliability.md` §4, "Property tests and
+//! Property tests over untrusted input (RELIABILITY.md, "property tests and
 //! fuzzing"):
 //!
 //! * `Content-Disposition` handling: any header value is parsed without panicking, and the name

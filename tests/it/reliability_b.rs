@@ -1,4 +1,4 @@
-//! Reliability catalog group B (`../shared/reliability.md` §3): SQLite lock contention
+//! Reliability catalog group B (RELIABILITY.md): SQLite lock contention
 //! (21–23), the write-transaction rule (24), a full or failing state volume (25, 26), a
 //! database from a newer jbxd (27), a damaged database (28), the database deleted or replaced
 //! under a running daemon (29), stored files deleted or altered behind jbxd's back (34) and the

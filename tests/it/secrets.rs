@@ -1,4 +1,4 @@
-//! Reliability catalog group F, secrets (`../shared/reliability.md` §3): the sentinel-key scan
+//! Reliability catalog group F, secrets (RELIABILITY.md): the sentinel-key scan
 //! over everything the daemon leaves behind (97) and no core dumps (99). Cases 94–96 are in
 //! `tests/config.rs`; 98 is `daemon::tests::case_98_a_panicking_worker_is_fatal_and_named`.
 //!
