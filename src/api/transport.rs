@@ -29,8 +29,7 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 
 /// The first bytes of a body, printable on one log line.
 pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.chars().flat_map(char::escape_default).collect()
+    crate::text::one_line(&String::from_utf8_lossy(&body[..body.len().min(200)]), 200)
 }
 
 /// Decodes a reply the way jbxapi does: status < 400 is success and must carry `data`;

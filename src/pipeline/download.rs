@@ -15,11 +15,12 @@ use tracing::{info, warn};
 
 use super::classify::{Action, Backoff, Call, classify};
 use super::outcomes::{AfterFailure, after_failure};
-use super::{all_done, at, backoff, escaped};
+use super::{all_done, at, backoff};
 use crate::api::{ApiError, ReportType};
 use crate::app::{App, StepOutcome};
 use crate::db::{self, AttemptCost, ReportRow};
 use crate::storage::safe_file_name;
+use crate::text::one_line;
 
 /// Runs the download worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -83,7 +84,7 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
         .analysis_download(&row.webid, &row.report_type, run)
         .await
         .map_err(Failure::Api)?;
-    let server_filename = download.server_filename().map(|n| escaped(n, 1024));
+    let server_filename = download.server_filename().map(|n| one_line(n, 1024));
     let name = report_file_name(&row.report_type, row.run);
     // The sample is live malware: read-only, like the quarantine copies.
     let mode = if ReportType::is_sample(&row.report_type) {
@@ -162,7 +163,7 @@ async fn on_api_error(app: &App, row: &ReportRow, error: &ApiError) -> anyhow::R
     let b: Backoff = backoff(app);
     match classify(error, Call::Download, attempts_before(row), b) {
         Action::Fatal { reason } | Action::Reject { reason } => {
-            let reason = escaped(&reason, 500);
+            let reason = one_line(&reason, 500);
             db::analyses::report_failed(&app.db, row.id, &reason).await?;
             info!(webid = %row.webid, report = %row.report_type, %reason, "report not available");
         }

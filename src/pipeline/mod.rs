@@ -76,7 +76,7 @@ pub use classify::{Action, Backoff, Call, MIN_DELAY, classify};
 pub use outcomes::report_types;
 pub use schedule::PollPlan;
 // `download` names these through its parent.
-pub(crate) use outcomes::{all_done, escaped};
+pub(crate) use outcomes::all_done;
 pub(crate) use pace::{DueFrom, at, backoff, worker_loop};
 
 /// What start-up recovery found.

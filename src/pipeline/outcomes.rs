@@ -134,14 +134,6 @@ pub fn report_types(config: &crate::config::Config) -> Vec<String> {
     types
 }
 
-/// Text from outside (a server file name, a message) made safe for one log line or a DB note.
-pub(crate) fn escaped(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .flat_map(char::escape_default)
-        .take(max_chars)
-        .collect()
-}
-
 /// Waits for all `futures` and returns the first error, after every one has finished (so a
 /// failing item never abandons its siblings mid-flight).
 pub(crate) async fn all_done<Fut>(futures: impl IntoIterator<Item = Fut>) -> anyhow::Result<()>
@@ -174,12 +166,6 @@ mod tests {
             report_types(&config),
             ["html", "irjsonfixed", "xml", "sample", "bins", "unpackpe"]
         );
-    }
-
-    #[test]
-    fn escaped_text_is_one_printable_line() {
-        assert_eq!(escaped("a\nb\0../x", 100), "a\\nb\\u{0}../x");
-        assert_eq!(escaped("abcdef", 3), "abc");
     }
 
     #[test]

@@ -19,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::outcomes::{all_done, analysis_records, escaped, report_types};
+use super::outcomes::{all_done, analysis_records, report_types};
 use super::pace::{DueFrom, at, backoff, plan_for, worker_loop};
 use super::schedule::{PollPlan, jittered, random_unit};
 use crate::api::ApiError;
 use crate::api::types::Analysis;
 use crate::app::{App, StepOutcome};
 use crate::db::{self, AttemptOutcome, Item, ItemState};
+use crate::text::one_line;
 
 /// A poll claim's lease (start-up recovery releases the leases a crash left behind).
 const LEASE_MS: i64 = 10 * 60 * 1000;
@@ -107,7 +108,7 @@ async fn poll_one(app: &App, item: Item) -> anyhow::Result<()> {
                     }
                     _ => Some(format!(
                         "earlier attempts could not be checked for a duplicate: {}",
-                        escaped(&error.to_string(), 300)
+                        one_line(&error.to_string(), 300)
                     )),
                 },
             };
@@ -152,7 +153,7 @@ async fn on_error(
             };
             let reason = format!(
                 "{what} is no longer known to the server ({}); not resubmitted",
-                escaped(&reason, 300)
+                one_line(&reason, 300)
             );
             db::items::fail(&app.db, item.id, &reason).await?;
             warn!(item = item.id, %reason, "item failed");
@@ -224,7 +225,7 @@ async fn finish(
                 format!(
                     "analysis {} ended in error: {}",
                     a.webid,
-                    escaped(runs[0].error.as_deref().unwrap_or_default(), 300)
+                    one_line(runs[0].error.as_deref().unwrap_or_default(), 300)
                 )
             })
         })
