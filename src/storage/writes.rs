@@ -49,7 +49,10 @@ impl WriteLog {
             what,
             path: path.display().to_string(),
             error: error.to_string(),
-            at: crate::db::now_text(),
+            // The schema's TEXT time format (storage does not depend on `db`).
+            at: chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
         });
     }
 
