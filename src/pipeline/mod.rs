@@ -64,6 +64,7 @@ pub mod params;
 pub mod poll;
 pub mod reconcile;
 pub mod schedule;
+mod server_dedup;
 pub mod submit;
 
 use tokio_util::sync::CancellationToken;

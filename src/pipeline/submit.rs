@@ -19,19 +19,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Action, Call, classify};
-use super::outcomes::{all_done, analysis_record, give_up_or_requeue};
+use super::outcomes::{all_done, give_up_or_requeue};
 use super::pace::{DueFrom, at, backoff, grace, plan_for, worker_loop};
 pub use super::params::{attempt_params, default_params};
 use super::schedule::{jittered, random_unit};
-use crate::api::types::Analysis;
-use crate::api::{ApiError, SampleUpload, SearchQuery, SubmissionParams, SubmitError};
+use super::server_dedup;
+use crate::api::{ApiError, SampleUpload, SubmissionParams, SubmitError};
 use crate::app::{App, StepOutcome};
 use crate::db::{
     self, AttemptCost, AttemptOutcome, AttemptUpdate, DbError, Item, ItemState, Submitted,
 };
-
-/// How many hits of the sha256 lookup are examined at most.
-const MAX_LOOKUP_HITS: usize = 20;
 
 /// Runs the submit worker until `cancel` fires.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -134,8 +131,8 @@ async fn submit_one(
     };
 
     if !item.is_url() && app.config.dedup.server_lookup && !item.force {
-        match with_lease(app, item.id, lookup_on_server(app, &item)).await {
-            Ok(Some(analysis)) => return adopt_server_analysis(app, &item, &key, &analysis).await,
+        match with_lease(app, item.id, server_dedup::lookup(app, &item)).await {
+            Ok(Some(analysis)) => return server_dedup::adopt(app, &item, &key, &analysis).await,
             Ok(None) => {}
             Err(error) => {
                 if let Action::Pause { reason, detail } =
@@ -320,78 +317,4 @@ fn mid_upload() -> Option<crate::api::Progress> {
             }
         })
     })
-}
-
-/// Looks the item's sha256 up on the server: the newest finished analysis of exactly that
-/// hash (checked again here: search may match loosely) whose runs did not all fail, and which
-/// is not already recorded for another item.
-async fn lookup_on_server(app: &App, item: &Item) -> Result<Option<Analysis>, ApiError> {
-    let Some(sha256) = item.sha256.as_deref() else {
-        return Ok(None);
-    };
-    let hits = app
-        .client
-        .analysis_search(&SearchQuery::sha256(sha256))
-        .await?;
-    let mut best: Option<Analysis> = None;
-    for hit in hits.into_iter().take(MAX_LOOKUP_HITS) {
-        let analysis = if hit.sha256.is_some() && hit.status.is_some() {
-            hit
-        } else {
-            app.client.analysis_info(&hit.webid).await?
-        };
-        let same_hash = analysis
-            .sha256
-            .as_deref()
-            .is_some_and(|h| h.eq_ignore_ascii_case(sha256));
-        let all_runs_failed = analysis
-            .runs
-            .as_ref()
-            .is_some_and(|runs| !runs.is_empty() && runs.iter().all(|r| r.error.is_some()));
-        if !same_hash || !analysis.is_finished() || all_runs_failed {
-            continue;
-        }
-        if let Ok(Some(row)) = db::analyses::get(&app.db, &analysis.webid).await
-            && row.item_id.is_some_and(|owner| owner != item.id)
-        {
-            continue;
-        }
-        let newer = best
-            .as_ref()
-            .is_none_or(|b| webid_order(&analysis.webid) > webid_order(&b.webid));
-        if newer {
-            best = Some(analysis);
-        }
-    }
-    Ok(best)
-}
-
-/// Webids are numbers on every known server; compare them as numbers when they are.
-fn webid_order(webid: &str) -> (u64, String) {
-    (webid.parse().unwrap_or(0), webid.to_owned())
-}
-
-/// Adopts an analysis found by the sha256 lookup: recorded, the attempt marked as not sent,
-/// the item `submitted` without a submission id (the poller follows the analysis itself).
-async fn adopt_server_analysis(
-    app: &App,
-    item: &Item,
-    key: &str,
-    analysis: &Analysis,
-) -> anyhow::Result<()> {
-    let note = format!("reused analysis {} from the server", analysis.webid);
-    db::analyses::upsert_many(&app.db, item.id, &[analysis_record(analysis, None)]).await?;
-    let detail = format!("not sent: {note}");
-    let update = AttemptUpdate::new(AttemptOutcome::Abandoned, &detail);
-    db::items::set_attempt_outcome(&app.db, key, update).await?;
-    let how = Submitted {
-        accepted_attempt: None,
-        submission_id: None,
-        first_poll_at: db::now_ms(),
-        note: Some(&note),
-    };
-    db::items::mark_submitted(&app.db, item.id, how).await?;
-    info!(item = item.id, webid = %analysis.webid, "{note}");
-    app.wake.poll.notify_one();
-    Ok(())
 }
