@@ -49,6 +49,9 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
+    /// Publishing the checked copy failed (fsync, rename, directory fsync).
+    #[error(transparent)]
+    Publish(PublishError),
     #[error("cannot copy the database into {path}")]
     Copy {
         path: PathBuf,
@@ -105,15 +108,7 @@ pub async fn backup_to(db: &Db, dest: &Path) -> Result<BackupSummary, BackupErro
     }
     temp.publish_new().map_err(|e| match e {
         PublishError::Exists(path) => BackupError::DestinationExists(path),
-        PublishError::Io {
-            action,
-            path,
-            source,
-        } => BackupError::Io {
-            action,
-            path,
-            source,
-        },
+        other => BackupError::Publish(other),
     })?;
     let size_bytes = std::fs::metadata(dest)
         .map_err(io_error("cannot stat", dest))?

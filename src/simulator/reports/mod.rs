@@ -377,50 +377,7 @@ pub(crate) mod tests {
     fn every_documented_type_renders_for_a_malicious_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = file_input(dir.path(), "a.exe", b"MZ JBXD-MALICIOUS");
-        for t in [
-            "html",
-            "lighthtml",
-            "executive",
-            "classhtml",
-            "iochtml",
-            "chathtml",
-            "pdf",
-            "pdfexecutive",
-            "chatpdf",
-            "xml",
-            "lightxml",
-            "irxml",
-            "classxml",
-            "clusterxml",
-            "iocxml",
-            "json",
-            "jsonfixed",
-            "lightjson",
-            "lightjsonfixed",
-            "irjson",
-            "irjsonfixed",
-            "iocjson",
-            "stix",
-            "misp",
-            "maec",
-            "openioc",
-            "graphreports",
-            "pcap",
-            "pcapslim",
-            "pcapunified",
-            "pcapsslinspection",
-            "bins",
-            "unpackpe",
-            "memdumps",
-            "unpack",
-            "ida",
-            "shoots",
-            "memstrings",
-            "binstrings",
-            "yara",
-            "sample",
-            "cookbook",
-        ] {
+        for t in crate::api::ReportType::ALL.iter().copied() {
             let rendered = render(t, &input).unwrap_or_else(|e| panic!("{t}: {e:?}"));
             assert!(rendered.payload.len() > 0, "{t} is empty");
         }
