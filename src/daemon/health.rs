@@ -8,8 +8,6 @@
 //!
 //! It runs on `health.schedule` ([`super::health_job`]).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -626,24 +624,10 @@ async fn note_storage_problems(app: &App, known: &[StorageProblem], found: &[Sto
     }
 }
 
-/// Free space for unprivileged users in the filesystem of `path`, in bytes.
-pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: statvfs writes only into the zeroed struct we pass; the path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
-    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
 async fn check_disk(app: &App, report: &mut HealthReport) {
     let dir = app.config.data_dir.clone();
     let min = app.config.health.min_free_disk_mb;
-    let free = tokio::task::spawn_blocking(move || free_bytes(&dir))
+    let free = tokio::task::spawn_blocking(move || crate::storage::free_bytes(&dir))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     match free {

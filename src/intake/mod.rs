@@ -19,14 +19,6 @@ pub mod url_validate;
 pub mod urls;
 pub mod watcher;
 
-/// The smallest delay any configured interval is shortened to (0 in tests means "as fast as
-/// the floor allows").
-pub const MIN_DELAY: Duration = Duration::from_millis(100);
-
-pub(crate) fn floor(d: Duration) -> Duration {
-    d.max(MIN_DELAY)
-}
-
 /// Names just renamed into the drop folder from a temporary name in it (`.x.tmp` → `x`,
 /// `x.part` → `x`), as the watcher saw them (paired `IN_MOVED_FROM`/`IN_MOVED_TO`). Such a
 /// rename is the writer's own "complete" signal (reliability.md §2.6: temp names wait for

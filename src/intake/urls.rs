@@ -23,10 +23,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{MIN_DELAY, floor, params, url_validate};
+use super::{params, url_validate};
 use crate::app::{App, StepOutcome};
 use crate::db::url_queue::{self, Applied, UrlDecision};
-use crate::worker::{self, Backoff, Turn, Woken, Worker};
+use crate::worker::{self, Backoff, MIN_DELAY, Turn, Woken, Worker};
 
 /// Rows read and decided per transaction.
 pub const BATCH: i64 = 100;
@@ -70,7 +70,7 @@ pub const EVENT_SPACING: Duration = Duration::from_millis(500);
 /// when the WAL cannot be watched, and when `app.wake.urls` fires. Errors are logged and
 /// retried with a growing delay; they never end the loop.
 pub async fn run(app: App, cancel: CancellationToken) -> anyhow::Result<()> {
-    let interval = floor(Duration::from_millis(app.config.intake.url_poll_ms));
+    let interval = Duration::from_millis(app.config.intake.url_poll_ms).max(MIN_DELAY);
     let spacing = interval.min(EVENT_SPACING);
     let watch = {
         let db_path = app.config.db_path();

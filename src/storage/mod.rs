@@ -8,15 +8,18 @@
 //! * [`Store`]: the daemon's tree under `data_dir` (quarantined samples, reports).
 //! * [`safe_file_name`]: turns a server-provided or user-provided name into one safe path
 //!   component, so that no name from outside can point outside the output directory.
+//! * [`free_bytes`]: free space on the file system of a path (health check, intake errors).
 
 mod atomic;
 mod names;
 mod reserved;
+mod space;
 mod store;
 mod writes;
 
 pub use atomic::{AtomicFile, AtomicWriter, TEMP_PREFIX, TEMP_SUFFIX};
 pub use names::safe_file_name;
 pub use reserved::{PublishError, ReservedFile, rename_noreplace};
+pub use space::free_bytes;
 pub use store::{FileCheck, StagedSample, StagedTemp, Store};
 pub use writes::{WriteFailure, WriteLog};

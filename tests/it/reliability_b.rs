@@ -438,7 +438,7 @@ fn fill(dir: &Path, name: &str, leave: u64) {
     let mut file = std::fs::File::create(dir.join(name)).unwrap();
     let block = vec![0xa5u8; 64 * 1024];
     loop {
-        let free = daemon::health::free_bytes(dir).unwrap();
+        let free = jbxd::storage::free_bytes(dir).unwrap();
         if free <= leave {
             break;
         }
