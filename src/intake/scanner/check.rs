@@ -1,6 +1,6 @@
 //! Open-and-check: a settled file is opened with `O_NOFOLLOW|O_NONBLOCK` (a symlink or FIFO
 //! swapped in after the `lstat` cannot be followed or hang us), compared with its `lstat`, and
-//! judged by `fstat` (regular, one link, not empty, not too large). [`Rejection`] is the reason
+//! judged by `fstat` (regular, one link, not empty, not too large). [`Rejection`] (in `reject.rs`) is the reason
 //! stored in `items.error`; an unreadable file gets a grace period before it is rejected.
 
 use std::ffi::OsString;
@@ -12,28 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::ScanState;
-use super::reject::reject;
+use super::reject::{Rejection, reject};
 use super::settle::Stamp;
 use crate::app::App;
 use crate::intake::escape_name;
 use crate::worker::MIN_DELAY;
-
-/// Why a drop-folder entry was refused. `Display` is the reason stored in `items.error`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("symlink")]
-    Symlink,
-    #[error("not a regular file")]
-    NotRegular,
-    #[error("hard-linked file")]
-    HardLinked,
-    #[error("empty file")]
-    Empty,
-    #[error("too large ({size} bytes > {limit})")]
-    TooLarge { size: u64, limit: u64 },
-    #[error("permission denied")]
-    PermissionDenied,
-}
 
 /// A settled file opened and checked, ready to be copied.
 pub(super) struct Opened {
@@ -159,24 +142,3 @@ async fn unreadable(
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejection_reasons_read_as_documented() {
-        assert_eq!(Rejection::Symlink.to_string(), "symlink");
-        assert_eq!(Rejection::NotRegular.to_string(), "not a regular file");
-        assert_eq!(Rejection::HardLinked.to_string(), "hard-linked file");
-        assert_eq!(Rejection::Empty.to_string(), "empty file");
-        assert_eq!(
-            Rejection::TooLarge {
-                size: 5368709120,
-                limit: 10485760
-            }
-            .to_string(),
-            "too large (5368709120 bytes > 10485760)"
-        );
-        assert_eq!(Rejection::PermissionDenied.to_string(), "permission denied");
-    }
-}

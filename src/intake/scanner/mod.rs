@@ -19,10 +19,11 @@
 //! One scan ([`run_once`]) lists the folder and `lstat`s every entry in one blocking task, then
 //! hands each part of the work to the file that holds that concern:
 //! * `settle.rs`: temp names, what `lstat` alone decides, and the settle rule (`Stamp`);
-//! * `check.rs`: open with `O_NOFOLLOW`, the `fstat` rules and the reasons of a [`Rejection`];
+//! * `check.rs`: open with `O_NOFOLLOW` and the `fstat` rules;
 //! * `batch.rs`: the batch pipeline — copy | publish + record | unlink, each stage in order —
 //!   and the crash-safety argument that lets a source be unlinked;
-//! * `reject.rs`: recording a rejected entry and moving it into `<drop_dir>/rejected/`.
+//! * `reject.rs`: the reasons of a [`Rejection`], recording a rejected entry and moving it into
+//!   `<drop_dir>/rejected/`.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -45,8 +46,8 @@ mod reject;
 mod settle;
 
 pub use batch::BATCH;
-pub use check::Rejection;
 pub use reject::REJECTED_DIR;
+pub use reject::Rejection;
 pub use settle::is_temp_name;
 
 use batch::{Flusher, take_batch};

@@ -11,10 +11,26 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::ScanState;
-use super::check::Rejection;
 use crate::app::App;
 use crate::db;
 use crate::intake::escape_name;
+
+/// Why a drop-folder entry was refused. `Display` is the reason stored in `items.error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("symlink")]
+    Symlink,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("hard-linked file")]
+    HardLinked,
+    #[error("empty file")]
+    Empty,
+    #[error("too large ({size} bytes > {limit})")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("permission denied")]
+    PermissionDenied,
+}
 
 /// jbxd's own subfolder of the drop folder, for entries moved aside.
 pub const REJECTED_DIR: &str = "rejected";
@@ -102,6 +118,23 @@ fn move_aside(drop_dir: &Path, name: &OsStr) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_reasons_read_as_documented() {
+        assert_eq!(Rejection::Symlink.to_string(), "symlink");
+        assert_eq!(Rejection::NotRegular.to_string(), "not a regular file");
+        assert_eq!(Rejection::HardLinked.to_string(), "hard-linked file");
+        assert_eq!(Rejection::Empty.to_string(), "empty file");
+        assert_eq!(
+            Rejection::TooLarge {
+                size: 5368709120,
+                limit: 10485760
+            }
+            .to_string(),
+            "too large (5368709120 bytes > 10485760)"
+        );
+        assert_eq!(Rejection::PermissionDenied.to_string(), "permission denied");
+    }
 
     #[test]
     fn moved_aside_names_stay_within_name_max_and_never_overwrite() {

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ScanState;
-use super::check::Rejection;
-use super::reject::{REJECTED_DIR, reject};
+use super::reject::{REJECTED_DIR, Rejection, reject};
 use crate::app::App;
 use crate::db;
 use crate::intake::escape_name;
