@@ -21,7 +21,7 @@ pub mod watcher;
 
 /// Names just renamed into the drop folder from a temporary name in it (`.x.tmp` → `x`,
 /// `x.part` → `x`), as the watcher saw them (paired `IN_MOVED_FROM`/`IN_MOVED_TO`). Such a
-/// rename is the writer's own "complete" signal (reliability.md §2.6: temp names wait for
+/// rename is the writer's own "complete" signal (RELIABILITY.md case 37: temp names wait for
 /// their rename), so the scanner takes these files without waiting for the settle period
 /// (BENCHMARKS.md P4). Only a hint: the copy is still checked against the source's `fstat`
 /// before and after, and a file changed after it was recorded is left as a new one. Entries

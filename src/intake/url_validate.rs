@@ -1,4 +1,4 @@
-//! URL-queue validation (reliability.md §2.9.6): pure, no I/O, each rule with its own reason.
+//! URL-queue validation (RELIABILITY.md group E, cases 84–91): pure, no I/O, each rule with its own reason.
 //!
 //! A URL is either accepted in its normalised form (the `url` crate's WHATWG serialisation:
 //! punycode host, canonical percent-escapes, lower-case scheme and host) or rejected with a

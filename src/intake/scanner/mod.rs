@@ -1,4 +1,4 @@
-//! The drop-folder scanner (reliability.md §2.6). The directory listing is the truth; the
+//! The drop-folder scanner (RELIABILITY.md group C). The directory listing is the truth; the
 //! watcher only makes the next scan come sooner.
 //!
 //! For each direct entry of `drop_dir`:
