@@ -93,6 +93,14 @@ impl Drop for StagedTemp {
     }
 }
 
+/// `mkdir -p` with mode 0700 for every directory it creates (existing ones keep theirs).
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// `syncfs(2)`: writes back every dirty page and inode of the file system holding `file` and
 /// commits its journal; reports write-back errors since `file` was opened.
 fn syncfs(file: &fs::File) -> io::Result<()> {
@@ -129,14 +137,16 @@ impl Store {
         self.writes.last_failure()
     }
 
+    /// Creates `data_dir` itself (0700, with any missing parents) and nothing in it: the
+    /// bootstrap needs it for the instance lock before the database is opened.
+    pub fn create_root(&self) -> io::Result<()> {
+        create_private_dir(&self.root)
+    }
+
     /// Creates the tree (0700 directories).
     pub fn prepare(&self) -> io::Result<()> {
         for dir in ["", INCOMING, SAMPLES, REPORTS] {
-            let path = self.root.join(dir);
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&path)?;
+            create_private_dir(&self.root.join(dir))?;
         }
         Ok(())
     }
