@@ -161,8 +161,17 @@ fn sha256_of(path: &Path) -> io::Result<String> {
 mod tests {
     use super::*;
 
-    fn stored(store: &Store, dir: &Path, name: &str, content: &[u8]) -> super::super::StagedSample {
-        let src = dir.join(name);
+    /// A fresh storage tree in a temporary directory (kept alive by the returned guard).
+    fn tree() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.prepare().unwrap();
+        (dir, store)
+    }
+
+    /// `content` stored as a sample, dropped as `name` next to the tree.
+    fn stored(store: &Store, name: &str, content: &[u8]) -> super::super::StagedSample {
+        let src = store.root().join(name);
         fs::write(&src, content).unwrap();
         store
             .stage_sample(&mut fs::File::open(&src).unwrap())
@@ -171,10 +180,8 @@ mod tests {
 
     #[test]
     fn inspect_names_what_is_wrong_and_hashes_nothing_over_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        store.prepare().unwrap();
-        let s = stored(&store, dir.path(), "in.bin", b"hello");
+        let (_dir, store) = tree();
+        let s = stored(&store, "in.bin", b"hello");
         let inspect = |size, sha: &str, cap| store.inspect(&s.rel_path, size, sha, cap).unwrap();
         assert_eq!(inspect(5, &s.sha256, u64::MAX), FileCheck::Intact);
         assert_eq!(inspect(5, &s.sha256, 4), FileCheck::Unhashed);
@@ -207,11 +214,9 @@ mod tests {
 
     #[test]
     fn a_spot_check_names_only_the_files_that_differ_and_hashes_within_its_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        store.prepare().unwrap();
-        let a = stored(&store, dir.path(), "a", b"first");
-        let b = stored(&store, dir.path(), "b", b"second");
+        let (_dir, store) = tree();
+        let a = stored(&store, "a", b"first");
+        let b = stored(&store, "b", b"second");
         let wrong = "0".repeat(64);
         let files = [
             Recorded {
