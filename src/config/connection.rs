@@ -149,8 +149,7 @@ fn read_key_file(path: &Path) -> Result<ApiKey, ConfigError> {
             "{shown} is {what} (mode {mode:04o}); run chmod 600 {shown}"
         )));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid && meta.uid() != 0 {
         return Err(ConfigError::ApiKey(format!(
             "{shown} is owned by uid {}, not by this user (uid {euid}) or root; run chown",

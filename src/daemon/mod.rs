@@ -21,6 +21,14 @@
 //!    When the worker that ended is the database watch ([`db_watch`]: the file was deleted
 //!    or replaced), in-flight steps are cut off at once instead: nothing they do can be
 //!    recorded any more.
+//!
+//! This file holds [`run`] and its options; one file per concern holds the rest:
+//! [`bootstrap`] ([`main`]), [`startup`] (lock, database checks), `process` (core dumps,
+//! signals), `workers` (spawning and supervising the workers), `status` (`STATUS=`),
+//! `watchdog` (`WATCHDOG=1`), [`health`] and [`health_job`] (the checks and their schedule).
+//! Creating `data_dir` and the drop folder is `storage`'s and `intake`'s
+//! ([`Store::create_root`](crate::storage::Store::create_root),
+//! [`intake::drop_folder::create_if_missing`]).
 
 pub mod db_watch;
 pub mod health;
@@ -28,29 +36,40 @@ pub mod health_job;
 pub mod hold_off;
 pub mod lock;
 pub mod notify;
-mod startup;
 
-use std::collections::HashMap;
+mod bootstrap;
+mod process;
+mod startup;
+mod status;
+mod watchdog;
+mod workers;
+
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use sd_notify::NotifyState;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::JoeClient;
 use crate::app::App;
-use crate::config::{self, EXIT_CONFIG, LoadOptions};
-use crate::db;
-use crate::{intake, pipeline, telemetry};
+use crate::config::{self, EXIT_CONFIG};
+use crate::{intake, pipeline};
+use status::{status_line_with, status_loop};
+use watchdog::watchdog;
+use workers::{Workers, spawn_workers, supervise};
+
+pub use bootstrap::{DaemonOptions, main};
+pub use process::{disable_core_dumps, install_signal_handler};
+pub use status::status_line;
 
 pub use db_watch::{DatabaseReplaced, EXIT_DATABASE_REPLACED};
 pub use health::{HealthReport, check, check_once};
 pub use health_job::{HealthMemory, HealthScheduler};
 pub use lock::{InstanceLock, LockError};
 pub use notify::Notifier;
+
+/// Exit code for failures systemd should restart on (I/O errors, a worker crash).
+pub const EXIT_FAILURE: u8 = 1;
 
 /// How long in-flight steps get to finish after a stop request (below the unit's
 /// `TimeoutStopSec=30s`).
@@ -106,194 +125,6 @@ impl RunOptions {
     }
 }
 
-/// What `jbxd run` was given on the command line.
-#[derive(Debug, Clone, Default)]
-pub struct DaemonOptions {
-    pub load: LoadOptions,
-    /// `--new-database`: create a database even though `data_dir` holds samples or reports
-    /// (without it, a missing database next to existing storage is exit 78).
-    pub new_database: bool,
-}
-
-/// Exit code for failures systemd should restart on (I/O errors, a worker crash).
-pub const EXIT_FAILURE: u8 = 1;
-
-/// The bootstrap of `jbxd run`: returns the process exit code (0 after a clean stop, 78 for
-/// configuration errors, 1 otherwise). Call it from within a multi-threaded tokio runtime,
-/// without having installed a tracing subscriber (this installs the configured one).
-pub async fn main(opts: DaemonOptions) -> ExitCode {
-    disable_core_dumps();
-    // First of all: a stop request during start-up must end in a clean stop (run() sees the
-    // cancelled token and returns at once), not in death by the signal's default action.
-    let cancel = CancellationToken::new();
-    if let Err(error) = install_signal_handler(cancel.clone()) {
-        eprintln!("jbxd: cannot install the signal handler: {error}");
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    let loaded = match config::load(&opts.load) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("jbxd: configuration error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let _telemetry = match telemetry::init(&loaded.loaded.config.log) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("jbxd: configuration error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    match &loaded.loaded.file {
-        Some(path) => {
-            tracing::info!(config = %path.display(), key_source = %loaded.key_source, "configuration loaded")
-        }
-        None => {
-            tracing::info!(key_source = %loaded.key_source, "configuration loaded (defaults, no file)")
-        }
-    }
-    for warning in &loaded.loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    let config = loaded.loaded.config;
-
-    let _lock = match startup::take_lock(&config) {
-        Ok(lock) => lock,
-        Err((code, message)) => {
-            tracing::error!("{message}");
-            eprintln!("jbxd: {message}");
-            return ExitCode::from(code);
-        }
-    };
-
-    if !opts.new_database
-        && let Err(message) = startup::refuse_new_database_next_to_storage(&config)
-    {
-        tracing::error!("{message}");
-        eprintln!("jbxd: {message}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let db = match startup::open_checked_db(&config.db_path()).await {
-        Ok(db) => db,
-        Err((code, message)) => {
-            tracing::error!(error = %message, "cannot open the database");
-            eprintln!("jbxd: {message}");
-            return ExitCode::from(code);
-        }
-    };
-    let client = match JoeClient::new(config::client_settings(&config, loaded.api_key)) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "cannot build the API client");
-            eprintln!("jbxd: configuration error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let app = App::new(config, db, client);
-
-    match run(app, cancel, RunOptions::default()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) if error.downcast_ref::<DatabaseReplaced>().is_some() => {
-            // Logged loudly where it was found; stderr for whoever started us by hand.
-            eprintln!("jbxd: {error:#}");
-            ExitCode::from(EXIT_DATABASE_REPLACED)
-        }
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "daemon failed");
-            eprintln!("jbxd: {error:#}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// `prctl(PR_SET_DUMPABLE, 0)`: no core dump can carry the API key or sample bytes, and
-/// processes without `CAP_SYS_PTRACE` cannot attach.
-pub fn disable_core_dumps() {
-    // SAFETY: PR_SET_DUMPABLE takes plain integer arguments and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!(
-            "jbxd: warning: cannot disable core dumps: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// SIGTERM (systemd) and SIGINT (a terminal) cancel `cancel`; a second signal is logged and
-/// otherwise ignored (the stop timeout bounds the shutdown).
-pub fn install_signal_handler(cancel: CancellationToken) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            if cancel.is_cancelled() {
-                tracing::info!(signal = name, "already stopping");
-            } else {
-                tracing::info!(signal = name, "stopping");
-                cancel.cancel();
-            }
-        }
-    });
-    Ok(())
-}
-
-/// The spawned tasks and their names.
-struct Workers {
-    set: JoinSet<anyhow::Result<()>>,
-    names: HashMap<tokio::task::Id, &'static str>,
-}
-
-impl Workers {
-    fn new() -> Self {
-        Self {
-            set: JoinSet::new(),
-            names: HashMap::new(),
-        }
-    }
-
-    fn spawn<F>(&mut self, name: &'static str, task: F)
-    where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let handle = self.set.spawn(task);
-        self.names.insert(handle.id(), name);
-    }
-
-    fn name(&self, id: tokio::task::Id) -> &'static str {
-        self.names.get(&id).copied().unwrap_or("unknown worker")
-    }
-}
-
-/// Every long-running worker of the daemon, in one place.
-fn spawn_workers(workers: &mut Workers, app: &App, cancel: &CancellationToken) {
-    // First: while the database is not the file at its path, nothing else may act.
-    workers.spawn(db_watch::WORKER, db_watch::run(app.clone(), cancel.clone()));
-    workers.spawn(
-        "intake scanner",
-        intake::scanner::run(app.clone(), cancel.clone()),
-    );
-    workers.spawn("url intake", intake::urls::run(app.clone(), cancel.clone()));
-    workers.spawn(hold_off::WORKER, hold_off::run(app.clone(), cancel.clone()));
-    workers.spawn("submit", pipeline::submit::run(app.clone(), cancel.clone()));
-    workers.spawn(
-        "reconcile",
-        pipeline::reconcile::run(app.clone(), cancel.clone()),
-    );
-    workers.spawn("poll", pipeline::poll::run(app.clone(), cancel.clone()));
-    workers.spawn(
-        "download",
-        pipeline::download::run(app.clone(), cancel.clone()),
-    );
-}
-
 /// Runs the daemon until `cancel` fires (Ok) or a worker ends or panics (Err naming it).
 pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyhow::Result<()> {
     let notifier = opts.notifier.clone();
@@ -305,11 +136,7 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
         .await
         .context("start-up recovery failed")?;
 
-    if !app.config.drop_dir.exists()
-        && let Err(error) = std::fs::create_dir_all(&app.config.drop_dir)
-    {
-        tracing::warn!(drop_dir = %app.config.drop_dir.display(), %error, "cannot create the drop folder");
-    }
+    intake::drop_folder::create_if_missing(&app.config.drop_dir);
     let watcher = intake::watcher::Watcher::start(&app);
 
     // Workers stop on this token; the caller's token only starts the stop.
@@ -415,32 +242,6 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
     }
 }
 
-/// Waits for a stop request (`None`) or the first worker to end, which is always a bug: a
-/// worker returning, failing or panicking is fatal (`Some`, naming it), and the daemon stops
-/// so systemd restarts it with clean state.
-async fn supervise(cancel: &CancellationToken, workers: &mut Workers) -> Option<anyhow::Error> {
-    tokio::select! {
-        _ = cancel.cancelled() => None,
-        joined = workers.set.join_next_with_id() => Some(match joined {
-            Some(Ok((id, Ok(())))) => anyhow!("worker `{}` stopped unexpectedly", workers.name(id)),
-            // As context, so the cause can still be told apart (`DatabaseReplaced`).
-            Some(Ok((id, Err(error)))) => {
-                error.context(format!("worker `{}` failed", workers.name(id)))
-            }
-            Some(Err(error)) => {
-                let name = workers.name(error.id());
-                // The panic payload is not repeated: it could carry anything a worker held.
-                if error.is_panic() {
-                    anyhow!("worker `{name}` panicked")
-                } else {
-                    anyhow!("worker `{name}` was cancelled")
-                }
-            }
-            None => anyhow!("no workers are running"),
-        }),
-    }
-}
-
 async fn prepare_storage(app: &App) -> anyhow::Result<()> {
     let store = app.store.clone();
     let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
@@ -464,210 +265,7 @@ async fn prepare_storage(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one-line summary for `STATUS=`: queue depths, pauses, and what only this process
-/// knows (a `Retry-After` hold-off, a failed storage write).
-pub async fn status_line(app: &App) -> String {
-    status_line_with(app, &HealthMemory::default()).await
-}
-
-/// [`status_line`], plus a health run whose results could not be stored.
-async fn status_line_with(app: &App, memory: &HealthMemory) -> String {
-    let mut parts = Vec::new();
-    match db::items::counts_by_state(&app.db).await {
-        Ok(counts) => {
-            let shown: Vec<String> = counts
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(state, n)| format!("{} {n}", state.as_str()))
-                .collect();
-            if shown.is_empty() {
-                parts.push("idle, no items".to_owned());
-            } else {
-                parts.push(shown.join(", "));
-            }
-        }
-        Err(error) => parts.push(format!("database unavailable: {error}")),
-    }
-    if let Ok(pauses) = app.pauses().await
-        && !pauses.is_empty()
-    {
-        let reasons: Vec<String> = pauses
-            .iter()
-            .map(|p| {
-                serde_json::to_value(p.reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
-            .collect();
-        parts.push(format!("paused: {}", reasons.join(", ")));
-    }
-    if app.breaker_open() {
-        parts.push("Joe Sandbox unreachable: circuit breaker open, probing".to_owned());
-    }
-    if let Some(hold_off) = app.client.hold_off() {
-        parts.push(format!(
-            "held off by the server (HTTP {} Retry-After) for {} s more",
-            hold_off.status,
-            hold_off.remaining.as_secs()
-        ));
-    }
-    if let Some(failure) = app.store.last_write_failure() {
-        parts.push(format!("storage write failed: {failure}"));
-    }
-    if let Some(unrecorded) = memory.unrecorded() {
-        parts.push(format!("health check not recorded: {unrecorded}"));
-    }
-    parts.join("; ")
-}
-
-/// Refreshes `STATUS=` when the summary changes; `last` is what READY carried. The line is
-/// recomputed at most every `interval`, and only when something reported a change
-/// (`app.wake.status`) or [`STATUS_IDLE_INTERVAL`] has passed.
-async fn status_loop(
-    app: App,
-    notifier: Notifier,
-    interval: Duration,
-    mut last: String,
-    stop: CancellationToken,
-    memory: std::sync::Arc<HealthMemory>,
-) {
-    let interval = interval.max(Duration::from_millis(100));
-    let idle = STATUS_IDLE_INTERVAL.max(interval);
-    loop {
-        let refreshed = tokio::time::Instant::now();
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = app.wake.status.notified() => {}
-            _ = tokio::time::sleep_until(refreshed + idle) => {}
-        }
-        let line = status_line_with(&app, &memory).await;
-        if line != last {
-            notifier.status(&line);
-            last = line;
-        }
-    }
-}
-
-/// Why a watchdog ping is withheld now, if it is: (what stalls, a readable message). The
-/// first part stays the same while the same thing stalls, so it is logged once.
-async fn stall_reason(
-    app: &App,
-    probe_timeout: Duration,
-    stall_after: Duration,
-) -> Option<(String, String)> {
-    match tokio::time::timeout(probe_timeout, app.db.write_probe()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            return Some((
-                "database".into(),
-                format!("database write probe failed: {error}"),
-            ));
-        }
-        Err(_) => {
-            return Some((
-                "database".into(),
-                format!(
-                    "database write lock not obtained within {} ms",
-                    probe_timeout.as_millis()
-                ),
-            ));
-        }
-    }
-    let (worker, pulse) = app
-        .heartbeats
-        .stalled(std::time::Instant::now(), stall_after)?;
-    let silent = pulse.at.elapsed().as_secs();
-    let message = if pulse.sleeping() {
-        format!(
-            "worker `{worker}` went to sleep {silent} s ago and is {} s past its wake-up time",
-            pulse.due.elapsed().as_secs()
-        )
-    } else {
-        format!("worker `{worker}` has shown no progress for {silent} s")
-    };
-    Some((format!("worker {worker}"), message))
-}
-
-/// Pings systemd at half its watchdog interval while the database takes writes and no worker
-/// is overdue (a sleeping worker is alive until its wake-up time); withholds pings (and says
-/// so once) while anything stalls, so systemd kills and restarts a hung daemon instead of a
-/// timer keeping it "alive".
-async fn watchdog(
-    app: App,
-    notifier: Notifier,
-    interval: Duration,
-    stall_after: Duration,
-    stop: CancellationToken,
-) {
-    let period = (interval / 2).max(Duration::from_millis(50));
-    let probe_timeout = period.min(Duration::from_secs(5));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut withheld: Option<String> = None;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let reason = tokio::select! {
-            _ = stop.cancelled() => return,
-            reason = stall_reason(&app, probe_timeout, stall_after) => reason,
-        };
-        match reason {
-            None => {
-                if withheld.take().is_some() {
-                    tracing::info!("progress again; watchdog pings resume");
-                }
-                notifier.notify(&[NotifyState::Watchdog]);
-            }
-            Some((what, reason)) => {
-                if withheld.as_deref() != Some(what.as_str()) {
-                    tracing::error!(%reason, "stalled; withholding the watchdog ping");
-                }
-                withheld = Some(what);
-            }
-        }
-    }
-}
-
 /// Where the database, lock and storage of a configuration live (for messages and tests).
 pub fn lock_path(config: &config::Config) -> PathBuf {
     config.data_dir.join(lock::LOCK_FILE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn case_98_a_panicking_worker_is_fatal_and_named() {
-        let cancel = CancellationToken::new();
-        let mut workers = Workers::new();
-        let waiting = cancel.clone();
-        workers.spawn("patient", async move {
-            waiting.cancelled().await;
-            Ok(())
-        });
-        workers.spawn("faulty", async {
-            tokio::task::yield_now().await;
-            panic!("injected failure");
-        });
-        let error = supervise(&cancel, &mut workers).await.expect("fatal");
-        assert_eq!(error.to_string(), "worker `faulty` panicked");
-
-        let mut workers = Workers::new();
-        workers.spawn("quitter", async { Ok(()) });
-        let error = supervise(&cancel, &mut workers).await.expect("fatal");
-        assert_eq!(error.to_string(), "worker `quitter` stopped unexpectedly");
-
-        let mut workers = Workers::new();
-        workers.spawn("patient", std::future::pending());
-        cancel.cancel();
-        assert!(supervise(&cancel, &mut workers).await.is_none());
-    }
 }

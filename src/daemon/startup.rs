@@ -85,12 +85,7 @@ pub(super) async fn open_checked_db(path: &std::path::Path) -> Result<Db, (u8, S
 }
 
 pub(super) fn take_lock(config: &config::Config) -> Result<InstanceLock, (u8, String)> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Err(error) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-    {
+    if let Err(error) = crate::storage::Store::new(&config.data_dir).create_root() {
         return Err((
             EXIT_FAILURE,
             format!(

@@ -13,6 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod drop_folder;
 pub mod params;
 pub mod scanner;
 pub mod url_validate;

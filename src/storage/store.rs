@@ -93,6 +93,14 @@ impl Drop for StagedTemp {
     }
 }
 
+/// `mkdir -p` with mode 0700 for every directory it creates (existing ones keep theirs).
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// `syncfs(2)`: writes back every dirty page and inode of the file system holding `file` and
 /// commits its journal; reports write-back errors since `file` was opened.
 fn syncfs(file: &fs::File) -> io::Result<()> {
@@ -129,14 +137,16 @@ impl Store {
         self.writes.last_failure()
     }
 
+    /// Creates `data_dir` itself (0700, with any missing parents) and nothing in it: the
+    /// bootstrap needs it for the instance lock before the database is opened.
+    pub fn create_root(&self) -> io::Result<()> {
+        create_private_dir(&self.root)
+    }
+
     /// Creates the tree (0700 directories).
     pub fn prepare(&self) -> io::Result<()> {
         for dir in ["", INCOMING, SAMPLES, REPORTS] {
-            let path = self.root.join(dir);
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&path)?;
+            create_private_dir(&self.root.join(dir))?;
         }
         Ok(())
     }
@@ -351,160 +361,10 @@ impl Store {
         }
         Ok((samples, reports))
     }
-
-    /// Whether a stored file is intact: present, of the recorded size and sha256, and without
-    /// any exec bit. A missing file is an error (`NotFound`).
-    pub fn verify(&self, rel: &str, size: u64, sha256: &str) -> io::Result<bool> {
-        match self.inspect(rel, size, sha256, u64::MAX)? {
-            FileCheck::Intact => Ok(true),
-            FileCheck::Missing => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} is missing", self.abs(rel).display()),
-            )),
-            _ => Ok(false),
-        }
-    }
-
-    /// What is wrong with a stored file, if anything, checked against its record (the health
-    /// check's spot check, catalog 34). Files larger than `max_hash_bytes` get the cheap checks
-    /// only (type, size, mode) and come back [`FileCheck::Unhashed`], so one check cannot read
-    /// gigabytes.
-    pub fn inspect(
-        &self,
-        rel: &str,
-        size: u64,
-        sha256: &str,
-        max_hash_bytes: u64,
-    ) -> io::Result<FileCheck> {
-        let path = self.root.join(rel);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FileCheck::Missing),
-            Err(e) => return Err(e),
-        };
-        if !meta.is_file() {
-            return Ok(FileCheck::NotRegular);
-        }
-        if meta.len() != size {
-            return Ok(FileCheck::WrongSize { actual: meta.len() });
-        }
-        let mode = meta.permissions().mode();
-        if mode & 0o111 != 0 {
-            return Ok(FileCheck::Executable {
-                mode: mode & 0o7777,
-            });
-        }
-        if size > max_hash_bytes {
-            return Ok(FileCheck::Unhashed);
-        }
-        let actual = sha256_of(&path)?;
-        if actual == sha256 {
-            Ok(FileCheck::Intact)
-        } else {
-            Ok(FileCheck::HashMismatch { actual })
-        }
-    }
 }
-
-/// The result of [`Store::inspect`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileCheck {
-    /// Present, regular, of the recorded size and sha256, no exec bit.
-    Intact,
-    /// Present, regular, right size, no exec bit; too large to hash within the budget.
-    Unhashed,
-    Missing,
-    /// A directory, symlink or other non-regular file where the file should be.
-    NotRegular,
-    WrongSize {
-        actual: u64,
-    },
-    Executable {
-        mode: u32,
-    },
-    HashMismatch {
-        actual: String,
-    },
-}
-
-impl FileCheck {
-    /// Whether the file matches its record as far as it was checked.
-    pub fn is_ok(&self) -> bool {
-        matches!(self, Self::Intact | Self::Unhashed)
-    }
-}
-
-impl std::fmt::Display for FileCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Intact => f.write_str("intact"),
-            Self::Unhashed => f.write_str("size and mode match (too large to hash)"),
-            Self::Missing => f.write_str("missing"),
-            Self::NotRegular => f.write_str("not a regular file"),
-            Self::WrongSize { actual } => write!(f, "wrong size ({actual} bytes)"),
-            Self::Executable { mode } => write!(f, "exec bit set (mode {mode:o})"),
-            Self::HashMismatch { actual } => write!(f, "sha256 mismatch (now {actual})"),
-        }
-    }
-}
-
-fn sha256_of(path: &Path) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut file = fs::File::open(path)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inspect_names_what_is_wrong_and_hashes_nothing_over_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        store.prepare().unwrap();
-        let src = dir.path().join("in.bin");
-        fs::write(&src, b"hello").unwrap();
-        let s = store
-            .stage_sample(&mut fs::File::open(&src).unwrap())
-            .unwrap();
-        let inspect = |size, sha: &str, cap| store.inspect(&s.rel_path, size, sha, cap).unwrap();
-        assert_eq!(inspect(5, &s.sha256, u64::MAX), FileCheck::Intact);
-        assert_eq!(inspect(5, &s.sha256, 4), FileCheck::Unhashed);
-        assert_eq!(
-            inspect(6, &s.sha256, u64::MAX),
-            FileCheck::WrongSize { actual: 5 }
-        );
-        let other = "0".repeat(64);
-        assert_eq!(
-            inspect(5, &other, u64::MAX),
-            FileCheck::HashMismatch {
-                actual: s.sha256.clone()
-            }
-        );
-        // Over the cap a wrong hash goes unnoticed, by design; size and mode do not.
-        assert!(inspect(5, &other, 4).is_ok());
-        let path = store.abs(&s.rel_path);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o500)).unwrap();
-        assert_eq!(
-            inspect(5, &s.sha256, 4),
-            FileCheck::Executable { mode: 0o500 }
-        );
-        fs::remove_file(&path).unwrap();
-        assert_eq!(inspect(5, &s.sha256, u64::MAX), FileCheck::Missing);
-        assert_eq!(
-            store.verify(&s.rel_path, 5, &s.sha256).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-    }
 
     #[test]
     fn a_staged_sample_is_content_addressed_read_only_and_stored_once() {

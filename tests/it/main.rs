@@ -30,5 +30,6 @@ mod reliability_b;
 mod scale;
 mod secrets;
 mod simulator;
+mod structure;
 #[cfg(feature = "fault-injection")]
 mod torture;

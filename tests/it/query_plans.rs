@@ -33,16 +33,16 @@ const HOT: &[(&str, &str, &str)] = &[
           ORDER BY b.id",
     ),
     (
-        "db/items.rs claim_for_submit",
-        include_str!("../../src/db/items.rs"),
+        "db/items/outbox.rs claim_for_submit",
+        include_str!("../../src/db/items/outbox.rs"),
         "UPDATE items SET state = 'submitting', next_attempt_at = ?, updated_at = ?
           WHERE id IN (SELECT id FROM items
                         WHERE state = 'queued' AND next_attempt_at <= ?
                         ORDER BY next_attempt_at, id LIMIT ?)",
     ),
     (
-        "db/items.rs claim_for_submit (attempt count)",
-        include_str!("../../src/db/items.rs"),
+        "db/items/outbox.rs claim_for_submit (attempt count)",
+        include_str!("../../src/db/items/outbox.rs"),
         "SELECT count(*) FROM submit_attempts WHERE item_id = ?",
     ),
     (
@@ -67,8 +67,8 @@ const HOT: &[(&str, &str, &str)] = &[
         "SELECT state, count(*) FROM items GROUP BY state",
     ),
     (
-        "db/items.rs earlier_samples (insert_files)",
-        include_str!("../../src/db/items.rs"),
+        "db/items/intake.rs earlier_samples (insert_files)",
+        include_str!("../../src/db/items/intake.rs"),
         "SELECT j.value,
                 (SELECT id FROM items
                   WHERE sha256 = j.value AND kind = 'file'
@@ -77,8 +77,8 @@ const HOT: &[(&str, &str, &str)] = &[
            FROM json_each(?) AS j",
     ),
     (
-        "db/items.rs find_recorded_sources",
-        include_str!("../../src/db/items.rs"),
+        "db/items/intake.rs find_recorded_sources",
+        include_str!("../../src/db/items/intake.rs"),
         "SELECT j.key, i.id
            FROM json_each(?) AS j
            JOIN items AS i ON i.source_dev = j.value ->> 0 AND i.source_ino = j.value ->> 1

@@ -141,4 +141,3 @@ async fn unreadable(
     )
     .await
 }
-
