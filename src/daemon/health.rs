@@ -1,7 +1,7 @@
-//! The periodic health check (reliability.md §2.4): server online, API key valid, quota left,
-//! database writable (and its WAL not grown behind a long reader, RELIABILITY.md case 31),
-//! free disk, a spot check of stored files (case 34), watcher alive. Each result is stored in
-//! the `health` table (`jbxd status` shows it) and drives the global pause: a cause seen puts
+//! The periodic health check (RELIABILITY.md group I, case 111): server online, API key valid,
+//! quota left, database writable (and its WAL not grown behind a long reader, case 31), free
+//! disk, a spot check of stored files (case 34), watcher alive. Each result is stored in the
+//! `health` table (`jbxd status` shows it) and drives the global pause: a cause seen puts
 //! its pause in force, a cause seen cleared lifts it, which is the only way pauses end. Also:
 //! the last storage write (`storage_writes`), and a `Retry-After` hold-off reported instead
 //! of waited out (case 118). One log line per change of a check's status, not per run.

@@ -1,4 +1,4 @@
-//! The health job (reliability.md §2.4): [`check`](super::health::check) on
+//! The health job (RELIABILITY.md group I, case 111): [`check`](super::health::check) on
 //! `health.schedule`, and what the daemon remembers of its last run.
 //!
 //! The check runs on `health.schedule`, a tokio-cron-scheduler job driven by one task that

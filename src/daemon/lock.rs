@@ -1,5 +1,5 @@
-//! The single-instance lock (reliability.md §2.3): an exclusive `flock` on the data directory
-//! itself, plus `data_dir/jbxd.lock` holding the owner's pid.
+//! The single-instance lock (RELIABILITY.md cases 17, 18, 114): an exclusive `flock` on the
+//! data directory itself, plus `data_dir/jbxd.lock` holding the owner's pid.
 //!
 //! The directory is what is locked (RELIABILITY.md case 114): a lock *file* can be deleted
 //! under a running daemon, and the next daemon then creates a new file, locks that and runs on
