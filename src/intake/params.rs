@@ -45,18 +45,10 @@ pub struct ItemParams {
 
 fn bad(name: &str, problem: impl Into<String>) -> ParamsError {
     ParamsError::BadParameter {
-        name: escape_name(name),
+        // A producer's name: one printable line of at most 64 characters.
+        name: crate::text::one_line(name, 64),
         problem: problem.into(),
     }
-}
-
-/// Parameter names come from a producer: keep them to one printable line.
-fn escape_name(name: &str) -> String {
-    let mut out: String = name.chars().take(64).flat_map(char::escape_debug).collect();
-    if name.chars().count() > 64 {
-        out.push('…');
-    }
-    out
 }
 
 /// Parses and validates a `params` JSON text (`None` or blank: no parameters).
