@@ -177,28 +177,15 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
 
 /// Inline paths starting with `crate::`, `super::` or `self::`.
 fn inline_paths(code: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for start in ["crate::", "super::", "self::"] {
-        let mut from = 0;
-        while let Some(i) = code[from..].find(start).map(|i| from + i) {
-            from = i + start.len();
-            let before = code[..i].chars().next_back();
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                continue;
-            }
-            let path: String = code[i..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-                .collect();
-            out.push(
-                path.split("::")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            );
-        }
-    }
-    out
+    ["crate", "super", "self"]
+        .into_iter()
+        .flat_map(|start| {
+            inline_uses_of(code, start).into_iter().map(move |mut path| {
+                path.insert(0, start.to_owned());
+                path
+            })
+        })
+        .collect()
 }
 
 /// The paths after `name::` wherever `name::` starts a path in `code` (`db::items::get` for
