@@ -717,11 +717,11 @@ fn modules_use_only_the_modules_architecture_allows_them() {
 }
 
 /// A file this long holds more than one concern unless its module documentation says why not.
-const LONG_FILE_LINES: usize = 650;
+const LONG_FILE_LINES: usize = 600;
 const LONG_FILE_REASON: &str = "Why one file:";
 
 #[test]
-fn a_file_over_650_lines_outside_the_simulator_says_at_its_top_why_it_is_one_file() {
+fn a_file_over_600_lines_outside_the_simulator_says_at_its_top_why_it_is_one_file() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut paths = Vec::new();
     rust_files(&src, &mut paths);
