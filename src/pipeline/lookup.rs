@@ -75,8 +75,22 @@ impl ServerView {
         if !chunked {
             return Vec::new();
         }
-        let name = wire_file_name(&item.name);
-        let from = started(attempt)
+        let from = started(attempt).map(|t| t.timestamp_millis());
+        self.unanalysed_lookalikes(item, from)
+    }
+
+    /// Listed submissions that have no analyses yet (so their comments, which carry the
+    /// markers, cannot be read), named like the item's upload (its file name, or its URL) and
+    /// created after `from_ms` (less the clock skew). Such a submission may well be the
+    /// item's own, still queued on a busy server: reconciliation waits for it to be analysed
+    /// before submitting again (RELIABILITY.md case 115).
+    pub fn unanalysed_lookalikes(&self, item: &Item, from_ms: Option<i64>) -> Vec<String> {
+        let name = match (&item.url, item.is_url()) {
+            (Some(url), true) => url.clone(),
+            _ => wire_file_name(&item.name),
+        };
+        let from = from_ms
+            .and_then(chrono::DateTime::<Utc>::from_timestamp_millis)
             .map(|t| t - chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default());
         self.findings
             .unidentified

@@ -198,6 +198,20 @@ async fn reconcile_one(
             db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, next).await?;
             return Ok(());
         }
+        // A submission named like this item that the server has not analysed yet cannot be
+        // told apart by its marker: on a busy server it is most likely ours, still queued.
+        // Submitting again now would make a second live submission, so wait for it to be
+        // analysed (and so identified), for up to ten windows more.
+        let lookalikes = view.unanalysed_lookalikes(&item, Some(last_start));
+        let patience = end.saturating_add(
+            i64::try_from(window.as_millis().saturating_mul(10)).unwrap_or(i64::MAX / 2),
+        );
+        if !lookalikes.is_empty() && now < patience {
+            info!(item = item.id, submissions = ?lookalikes, "a submission named like this item has no analyses yet; waiting for it before submitting again");
+            let next = at(window.min(Duration::from_secs(60)).max(grace(app)));
+            db::pipeline::extend_lease(&app.db, item.id, ItemState::Submitting, next).await?;
+            return Ok(());
+        }
         for (key, _) in &findings.open {
             let detail = format!(
                 "not found on the server within the {} s look-up window",

@@ -487,17 +487,65 @@ async fn case_115_lost_replies_under_search_lag_longer_than_the_grace_leave_one_
 }
 
 #[tokio::test]
-async fn case_8_and_115_a_submission_hidden_from_every_lookup_is_looked_for_through_the_window_and_a_late_extra_is_deleted()
+async fn case_115_a_lost_submission_not_yet_analysed_is_waited_for_past_the_window_and_adopted_not_resubmitted()
  {
     // While a submission's analyses are still `accepted` (the first 10 % of 600 s) its info
-    // shows no comments, and search lags an hour: nothing can identify the lost submission.
+    // shows no comments, and search lags an hour: only its name says it may be ours.
     let env = TestEnv::start(
         SimConfig {
             search_lag: Duration::from_secs(3600),
             analysis_seconds: 600,
             ..SimConfig::default()
         },
-        |c| c.pipeline.reconcile_window_secs = 3,
+        |c| c.pipeline.reconcile_window_secs = 2,
+    )
+    .await;
+    let app = &env.app;
+    env.sim
+        .faults()
+        .add(rule("submission/new", Fault::ResetAfterBody, 1));
+    let id = add_url(app, "https://example.com/queued", None).await;
+    submit::run_once(app).await.unwrap();
+    // Well past the window: still waiting for the look-alike, never a second submission.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        reconcile::run_once(app).await.unwrap();
+        submit::run_once(app).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Submitting, "{i:?}");
+    assert_eq!(env.sim.accepted_submissions().len(), 1);
+    // Once the server analyses it, its comments identify it: adopted, with its id.
+    env.sim.advance_clock(Duration::from_secs(61));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while item(app, id).await.state == ItemState::Submitting && Instant::now() < deadline {
+        reconcile::run_once(app).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let i = item(app, id).await;
+    assert_eq!(i.state, ItemState::Submitted, "{i:?}");
+    assert_eq!(
+        i.submission_id.as_deref(),
+        Some(env.sim.accepted_submissions()[0].as_str())
+    );
+    assert_eq!(env.sim.accepted_submissions().len(), 1, "never resubmitted");
+}
+
+#[tokio::test]
+async fn case_8_and_115_a_lost_submission_unidentified_past_the_waiting_time_is_sent_again_and_the_late_extra_deleted()
+ {
+    // While a submission's analyses are still `accepted` (the first 10 % of 600 s) its info
+    // shows no comments, and search lags an hour: nothing identifies the lost submission. The
+    // look-alike (same name, no analyses) is waited for ten windows past the window (1 + 10 s
+    // here); then it is sent again, and the extra found later is deleted.
+    let env = TestEnv::start(
+        SimConfig {
+            search_lag: Duration::from_secs(3600),
+            analysis_seconds: 600,
+            ..SimConfig::default()
+        },
+        |c| c.pipeline.reconcile_window_secs = 1,
     )
     .await;
     let app = &env.app;
@@ -515,8 +563,8 @@ async fn case_8_and_115_a_submission_hidden_from_every_lookup_is_looked_for_thro
         i.next_attempt_at > db::now_ms(),
         "the next look-up is scheduled: {i:?}"
     );
-    // It keeps looking until the window has passed, and only then submits again.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // It keeps looking until the window and the waiting time have passed, then submits again.
+    let deadline = Instant::now() + Duration::from_secs(40);
     let mut gave_up_after = None;
     while item(app, id).await.state != ItemState::Submitted && Instant::now() < deadline {
         reconcile::run_once(app).await.unwrap();
@@ -528,8 +576,8 @@ async fn case_8_and_115_a_submission_hidden_from_every_lookup_is_looked_for_thro
     }
     let gave_up_after = gave_up_after.expect("requeued once the window ended");
     assert!(
-        gave_up_after >= Duration::from_secs(3),
-        "not before the window ended: {gave_up_after:?}"
+        gave_up_after >= Duration::from_secs(11),
+        "not before the window and the waiting time ended: {gave_up_after:?}"
     );
     let i = item(app, id).await;
     assert_eq!(i.state, ItemState::Submitted, "{i:?}");

@@ -180,10 +180,12 @@ fn inline_paths(code: &str) -> Vec<Vec<String>> {
     ["crate", "super", "self"]
         .into_iter()
         .flat_map(|start| {
-            inline_uses_of(code, start).into_iter().map(move |mut path| {
-                path.insert(0, start.to_owned());
-                path
-            })
+            inline_uses_of(code, start)
+                .into_iter()
+                .map(move |mut path| {
+                    path.insert(0, start.to_owned());
+                    path
+                })
         })
         .collect()
 }
