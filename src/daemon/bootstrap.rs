@@ -21,8 +21,9 @@ pub struct DaemonOptions {
     pub new_database: bool,
 }
 
-/// The bootstrap of `jbxd run`: returns the process exit code (0 after a clean stop, 78 for
-/// configuration errors, 1 otherwise). Call it from within a multi-threaded tokio runtime,
+/// The bootstrap of `jbxd run`: returns the process exit code (0 after a clean stop, 75 when
+/// the database file was deleted or replaced under the daemon, 78 for configuration errors,
+/// 1 otherwise). Call it from within a multi-threaded tokio runtime,
 /// without having installed a tracing subscriber (this installs the configured one).
 pub async fn main(opts: DaemonOptions) -> ExitCode {
     disable_core_dumps();
