@@ -41,6 +41,8 @@ pub struct Unidentified {
     pub name: Option<String>,
     pub status: Option<String>,
     pub time: Option<DateTime<Utc>>,
+    /// It has analyses (not showing their comments yet); an empty chunked upload has none.
+    pub has_analyses: bool,
 }
 
 /// What [`JoeClient::find_by_markers`] found.
@@ -128,12 +130,15 @@ impl JoeClient {
                 Err(e) => return Err(e),
             };
             let analyses = submission.analyses.clone().unwrap_or_default();
-            if analyses.is_empty() {
+            // No analysis yet, or analyses that do not show their comments yet (still
+            // `accepted`): the markers cannot be read, so it cannot be told whose it is.
+            if analyses.iter().all(|a| a.comments.is_none()) {
                 findings.unidentified.push(Unidentified {
                     submission_id: stub.submission_id.clone(),
                     name: submission.name.clone().or_else(|| stub.name.clone()),
                     status: submission.status.clone(),
                     time: submission_time(stub),
+                    has_analyses: !analyses.is_empty(),
                 });
                 continue;
             }

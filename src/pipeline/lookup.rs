@@ -76,11 +76,21 @@ impl ServerView {
             return Vec::new();
         }
         let from = started(attempt).map(|t| t.timestamp_millis());
+        let empty: Vec<&str> = self
+            .findings
+            .unidentified
+            .iter()
+            .filter(|u| !u.has_analyses)
+            .map(|u| u.submission_id.as_str())
+            .collect();
         self.unanalysed_lookalikes(item, from)
+            .into_iter()
+            .filter(|id| empty.contains(&id.as_str()))
+            .collect()
     }
 
-    /// Listed submissions that have no analyses yet (so their comments, which carry the
-    /// markers, cannot be read), named like the item's upload (its file name, or its URL) and
+    /// Listed submissions whose markers cannot be read yet (no analyses, or analyses that do
+    /// not show their comments yet), named like the item's upload (its file name, or its URL) and
     /// created after `from_ms` (less the clock skew). Such a submission may well be the
     /// item's own, still queued on a busy server: reconciliation waits for it to be analysed
     /// before submitting again (RELIABILITY.md case 115).
