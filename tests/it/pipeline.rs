@@ -486,24 +486,31 @@ async fn case_115_lost_replies_under_search_lag_longer_than_the_grace_leave_one_
     assert_eq!(env.sim.accepted_submissions().len(), N + 2);
 }
 
-#[tokio::test]
-async fn case_115_a_lost_submission_not_yet_analysed_is_waited_for_past_the_window_and_adopted_not_resubmitted()
- {
-    // While a submission's analyses are still `accepted` (the first 10 % of 600 s) its info
-    // shows no comments, and search lags an hour: only its name says it may be ours.
+/// Search lags an hour, analyses stay `accepted` for 60 s (10 % of 600 s) and the first
+/// `submission/new` reply is lost after the server acted; look-ups go on for `window_secs`.
+async fn lost_reply_under_search_lag(window_secs: u64) -> TestEnv {
     let env = TestEnv::start(
         SimConfig {
             search_lag: Duration::from_secs(3600),
             analysis_seconds: 600,
             ..SimConfig::default()
         },
-        |c| c.pipeline.reconcile_window_secs = 2,
+        |c| c.pipeline.reconcile_window_secs = window_secs,
     )
     .await;
-    let app = &env.app;
     env.sim
         .faults()
         .add(rule("submission/new", Fault::ResetAfterBody, 1));
+    env
+}
+
+#[tokio::test]
+async fn case_115_a_lost_submission_not_yet_analysed_is_waited_for_past_the_window_and_adopted_not_resubmitted()
+ {
+    // While a submission's analyses are still `accepted` (the first 10 % of 600 s) its info
+    // shows no comments, and search lags an hour: only its name says it may be ours.
+    let env = lost_reply_under_search_lag(2).await;
+    let app = &env.app;
     let id = add_url(app, "https://example.com/queued", None).await;
     submit::run_once(app).await.unwrap();
     // Well past the window: still waiting for the look-alike, never a second submission.
@@ -539,19 +546,8 @@ async fn case_8_and_115_a_lost_submission_unidentified_past_the_waiting_time_is_
     // shows no comments, and search lags an hour: nothing identifies the lost submission. The
     // look-alike (same name, no analyses) is waited for ten windows past the window (1 + 10 s
     // here); then it is sent again, and the extra found later is deleted.
-    let env = TestEnv::start(
-        SimConfig {
-            search_lag: Duration::from_secs(3600),
-            analysis_seconds: 600,
-            ..SimConfig::default()
-        },
-        |c| c.pipeline.reconcile_window_secs = 1,
-    )
-    .await;
+    let env = lost_reply_under_search_lag(1).await;
     let app = &env.app;
-    env.sim
-        .faults()
-        .add(rule("submission/new", Fault::ResetAfterBody, 1));
     let id = add_url(app, "https://example.com/eight", None).await;
     let started = Instant::now();
     submit::run_once(app).await.unwrap();

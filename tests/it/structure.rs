@@ -542,18 +542,28 @@ fn string_literals(text: &str) -> Vec<String> {
     out
 }
 
-#[test]
-fn no_joe_url_path_field_name_or_message_text_outside_api_and_the_simulator() {
+/// Every `.rs` file under `src/`: (its path relative to `src/`, its full path).
+fn src_files() -> Vec<(String, PathBuf)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut paths = Vec::new();
     rust_files(&src, &mut paths);
+    paths
+        .into_iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, path)
+        })
+        .collect()
+}
+
+#[test]
+fn no_joe_url_path_field_name_or_message_text_outside_api_and_the_simulator() {
     let mut found = Vec::new();
-    for path in paths {
-        let rel = path
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+    for (rel, path) in src_files() {
         // `db` holds our schema, whose column names follow Joe's (`analysisid`).
         if rel.starts_with("api/") || rel.starts_with("simulator/") || rel.starts_with("db/") {
             continue;
@@ -724,16 +734,8 @@ const LONG_FILE_REASON: &str = "Why one file:";
 
 #[test]
 fn a_file_over_600_lines_outside_the_simulator_says_at_its_top_why_it_is_one_file() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut paths = Vec::new();
-    rust_files(&src, &mut paths);
     let mut found = Vec::new();
-    for path in paths {
-        let rel = path
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+    for (rel, path) in src_files() {
         if rel.starts_with("simulator/") {
             continue;
         }
