@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod db;
 pub mod index;
 pub mod intake;
+pub mod ioc;
 pub mod pipeline;
 pub mod simulator;
 pub mod storage;

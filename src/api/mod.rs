@@ -13,6 +13,7 @@
 //!   submission list with `submission/info`), and deleting what must not stay.
 //! * [`ReportType`]: the report types `analysis/download` knows, the one list the CLI, the
 //!   configuration and the download worker use.
+//! * [`report`]: reading downloaded reports (full and incident, JSON and XML) into facts.
 //! * [`ApiError`]: the classified failure.
 
 mod client;
@@ -21,6 +22,7 @@ mod endpoints;
 mod error;
 mod lookup;
 mod params;
+pub mod report;
 mod reports;
 mod request;
 mod retry;
