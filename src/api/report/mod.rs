@@ -9,8 +9,10 @@
 //! reports use for "nothing" (`"unknown"`, empty strings, `null`) never become facts.
 
 mod model;
+mod open;
 
 pub use model::{
     RawConfig, RawIndicator, RawSignature, RawTechnique, RawYaraHit, ReportFacts, ReportFamily,
     ReportVerdict,
 };
+pub use open::{OpenError, is_encrypted_archive, open_stored};
