@@ -602,7 +602,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("db", &["storage", "text"]),
     ("config", &["api", "text"]),
     ("telemetry", &["config", "text"]),
-    ("index", &["db"]),
+    ("index", &["api", "db", "ioc"]),
     ("simulator", &["api", "text"]),
     ("breaker", &["api", "config", "db", "text", "worker"]),
     (
