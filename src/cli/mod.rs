@@ -99,6 +99,9 @@ pub enum Command {
     Reports(Box<commands::reports::ReportsArgs>),
     /// Send failed items back to work (failed → queued, or submitted when already submitted).
     Retry(commands::retry::RetryArgs),
+    /// Bring analyses submitted elsewhere (web interface, other tools) into the daemon's
+    /// index: their verdicts and the configured reports, stored like the daemon's own.
+    Import(commands::import::ImportArgs),
     // Its help (short and long) is the doc comment of `BackupArgs`.
     Backup(commands::backup::BackupArgs),
 }
@@ -218,6 +221,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Reports(args) => commands::reports::run(context, *args).await,
         Command::Retry(args) => commands::retry::run(context, args).await,
         Command::Backup(args) => commands::backup::run(context, args).await,
+        Command::Import(args) => commands::import::run(context, args).await,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config_check;
 pub mod demo;
 pub mod download;
+pub mod import;
 pub mod operator;
 pub mod queue;
 pub mod reports;
