@@ -18,6 +18,7 @@ mod client;
 mod crash_points;
 mod crash_recovery;
 mod daemon_lifecycle;
+mod encrypted;
 mod http_faults;
 mod import;
 mod intake;

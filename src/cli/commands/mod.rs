@@ -4,6 +4,7 @@ pub mod account;
 pub mod analysis;
 pub mod backup;
 pub mod config_check;
+pub mod decrypt;
 pub mod demo;
 pub mod download;
 pub mod import;

@@ -1,0 +1,166 @@
+//! Analyses submitted with a report password (`encrypt-with-password`): the simulator serves
+//! their reports as single-member AES zips, as the real service does; `jbxd analysis download
+//! --password-file` stores the documents inside, and `jbxd analysis search --xpath` searches
+//! the stored zips the daemon kept.
+
+use crate::common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use jbxd::api::{Param, SubmissionParams};
+use jbxd::simulator::SimConfig;
+use jbxd::testing::{TEST_API_KEY, TestEnv};
+
+pub const PASSWORD: &str = "correct horse";
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn jbxd(args: &[&str]) -> Run {
+    let mut command = common::jbxd_command();
+    command.args(args).env("JBX_API_KEY", TEST_API_KEY);
+    let output = command.output().await.expect("jbxd runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Submits `url` straight to the simulator (as another tool would), optionally with a report
+/// password, and returns the webid of its finished analysis.
+pub async fn finished_analysis(env: &TestEnv, url: &str, password: Option<&str>) -> String {
+    let mut params = SubmissionParams::new();
+    if let Some(password) = password {
+        params
+            .set_param(Param::EncryptWithPassword, password)
+            .unwrap();
+    }
+    let id = env
+        .app
+        .client
+        .submit_url(url, &params)
+        .await
+        .expect("submitted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = env.app.client.submission_info(&id).await.expect("info");
+        if info.status.as_deref() == Some("finished")
+            && let Some(a) = info.analyses.unwrap_or_default().first()
+        {
+            return a.webid.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_with_the_password_file_stores_the_documents_and_a_wrong_one_leaves_nothing() {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let webid = finished_analysis(&env, "http://evil.example/", Some(PASSWORD)).await;
+    let url = env.sim.api_url();
+    let dir = env.dir.path();
+    let good = dir.join("good.pw");
+    std::fs::write(&good, format!("{PASSWORD}\n")).unwrap();
+    let wrong = dir.join("wrong.pw");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let download = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "--url",
+            &url,
+            "--accept-tac",
+            "analysis",
+            "download",
+            &webid,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(
+            ["--type", "xml,irjsonfixed", "--out", out.to_str().unwrap()].map(String::from),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            jbxd(&args).await
+        }
+    };
+
+    // Without the password: the AES zip as it came.
+    let raw = dir.join("raw");
+    let run = download(&raw, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for name in entries(&raw) {
+        let bytes = std::fs::read(raw.join(&name)).unwrap();
+        assert!(bytes.starts_with(b"PK\x03\x04"), "{name} is not the zip");
+    }
+
+    let plain = dir.join("plain");
+    let run = download(
+        &plain,
+        &["--password-file", good.to_str().unwrap(), "--json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = entries(&plain);
+    assert_eq!(
+        names,
+        entries(&raw),
+        "the same file names as without decryption"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    for saved in doc["data"].as_array().unwrap() {
+        let path = Path::new(saved["path"].as_str().unwrap());
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            !bytes.starts_with(b"PK"),
+            "{} is still encrypted",
+            path.display()
+        );
+        assert_eq!(saved["bytes"], bytes.len() as u64);
+        let text = String::from_utf8(bytes).unwrap();
+        if saved["type"] == "xml" {
+            assert!(text.contains("<analysis"), "{text}");
+        } else {
+            let _: serde_json::Value = serde_json::from_str(&text).expect("JSON document");
+        }
+    }
+
+    let none = dir.join("none");
+    let run = download(&none, &["--password-file", wrong.to_str().unwrap()]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("does not open"), "{run:?}");
+    assert!(
+        !run.stderr.contains("guess"),
+        "the password is never shown: {run:?}"
+    );
+    assert!(!run.stderr.contains(PASSWORD));
+    assert_eq!(
+        entries(&none),
+        Vec::<String>::new(),
+        "nothing is left behind"
+    );
+
+    let empty = dir.join("empty.pw");
+    std::fs::write(&empty, "").unwrap();
+    let run = download(&none, &["--password-file", empty.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("empty.pw"), "{run:?}");
+}
