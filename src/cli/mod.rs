@@ -194,6 +194,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(dispatch(&context, cli.command));
     match result {
         Ok(outcome) => outcome.exit_code(),
+        Err(error @ CliError::Refused(_)) => {
+            eprintln!("{error}");
+            error.exit_code()
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             error.exit_code()

@@ -164,3 +164,73 @@ async fn download_with_the_password_file_stores_the_documents_and_a_wrong_one_le
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("empty.pw"), "{run:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xpath_searches_encrypted_reports_with_the_password_and_counts_them_without_it() {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let config = common::write_config(
+        env.dir.path(),
+        &env.app.config.data_dir,
+        &env.app.config.drop_dir,
+        &format!("[api]\nurl = {:?}\naccept_tac = true\n", env.sim.api_url()),
+    );
+    let config = config.to_str().unwrap();
+    let evil = finished_analysis(&env, "http://evil.example/", Some(PASSWORD)).await;
+    let clean = finished_analysis(&env, "https://example.org/", None).await;
+    // The daemon's own download code stores the encrypted reports as they came.
+    let imported = jbxd(&["--config", config, "import", &evil, &clean]).await;
+    assert_eq!(imported.code, 0, "{imported:?}");
+    let dir = env.dir.path();
+    let good = dir.join("good.pw");
+    std::fs::write(&good, PASSWORD).unwrap();
+    let wrong = dir.join("wrong.pw");
+    std::fs::write(&wrong, "guess").unwrap();
+    // In the target URL whatever the report's shape; only the encrypted report holds it.
+    let expr = "//*[contains(text(), 'evil.example')]";
+    let search = |extra: &[&str]| {
+        let mut args = vec![
+            "--config", config, "--json", "analysis", "search", "--xpath", expr,
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            jbxd(&args).await
+        }
+    };
+    let webids = |run: &Run| -> Vec<String> {
+        let doc: serde_json::Value =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["webid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let without = search(&[]).await;
+    assert_eq!(without.code, 0, "{without:?}");
+    assert!(webids(&without).is_empty(), "{without:?}");
+    assert!(
+        without
+            .stderr
+            .contains("1 encrypted XML report(s) not searched: they need the report password"),
+        "never skipped silently: {without:?}"
+    );
+
+    let with = search(&["--password-file", good.to_str().unwrap()]).await;
+    assert_eq!(with.code, 0, "{with:?}");
+    assert_eq!(webids(&with), vec![evil.clone()], "{with:?}");
+    assert!(!with.stderr.contains("not searched"), "{with:?}");
+
+    let wrong = search(&["--password-file", wrong.to_str().unwrap()]).await;
+    assert!(webids(&wrong).is_empty(), "{wrong:?}");
+    assert!(wrong.stderr.contains("does not open them"), "{wrong:?}");
+
+    let broken = jbxd(&["--config", config, "analysis", "search", "--xpath", "//a["]).await;
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert_eq!(
+        broken.stderr.trim_end(),
+        "Search failed. Status Code: 400. Message: //a[ is not a valid XPath expression."
+    );
+}
