@@ -102,6 +102,8 @@ pub enum Command {
     /// Bring analyses submitted elsewhere (web interface, other tools) into the daemon's
     /// index: their verdicts and the configured reports, stored like the daemon's own.
     Import(commands::import::ImportArgs),
+    /// One analysis from the index as a STIX 2.1 bundle or a MISP event (JSON on stdout).
+    Export(commands::export::ExportArgs),
     // Its help (short and long) is the doc comment of `BackupArgs`.
     Backup(commands::backup::BackupArgs),
 }
@@ -226,6 +228,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Retry(args) => commands::retry::run(context, args).await,
         Command::Backup(args) => commands::backup::run(context, args).await,
         Command::Import(args) => commands::import::run(context, args).await,
+        Command::Export(args) => commands::export::run(context, args).await,
     }
 }
 

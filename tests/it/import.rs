@@ -1,6 +1,7 @@
 //! `jbxd import`: analyses submitted elsewhere (here: straight to the simulator through the
 //! API client, as the web interface or another tool would) brought into the daemon's index by
-//! the real binary, with the daemon's configuration file.
+//! the real binary, with the daemon's configuration file; and `jbxd export` of what the index
+//! then holds.
 
 use crate::common;
 
@@ -259,4 +260,100 @@ async fn a_bad_day_is_a_usage_error_naming_it() {
 fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_writes_the_same_stix_bundle_and_misp_event_for_an_indexed_analysis_every_time() {
+    let (env, config) = setup().await;
+    let file = env.dir.path().join("invoice.exe");
+    std::fs::write(&file, b"MZ JBXD-MALICIOUS payload").unwrap();
+    let id = env
+        .app
+        .client
+        .submit_sample(&file, &SubmissionParams::new(), &Default::default())
+        .await
+        .expect("submitted");
+    let webid = loop {
+        let info = env.app.client.submission_info(&id).await.unwrap();
+        if info.status.as_deref() == Some("finished")
+            && let Some(a) = info.analyses.unwrap_or_default().first()
+        {
+            break a.webid.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let imported = jbxd(&["--config", config_arg(&config), "import", &webid]).await;
+    assert_eq!(imported.code, 0, "{imported:?}");
+    let sha256 = hex_sha256(b"MZ JBXD-MALICIOUS payload");
+
+    let stix = jbxd(&[
+        "--config",
+        config_arg(&config),
+        "export",
+        &webid,
+        "--format",
+        "stix",
+    ])
+    .await;
+    assert_eq!(stix.code, 0, "{stix:?}");
+    let bundle: Value = serde_json::from_str(&stix.stdout).unwrap();
+    assert_eq!(bundle["type"], "bundle");
+    let objects = bundle["objects"].as_array().unwrap();
+    let analysis = objects
+        .iter()
+        .find(|o| o["type"] == "malware-analysis")
+        .expect("a malware-analysis");
+    assert_eq!(analysis["result"], "malicious", "{analysis}");
+    assert_eq!(analysis["x_jbxd_webid"], webid.as_str());
+    let pattern = format!("[file:hashes.'SHA-256' = '{sha256}']");
+    assert!(
+        objects.iter().any(|o| o["pattern"] == pattern.as_str()),
+        "{bundle}"
+    );
+    let again = jbxd(&[
+        "--config",
+        config_arg(&config),
+        "export",
+        &webid,
+        "--format",
+        "stix",
+    ])
+    .await;
+    assert_eq!(again.stdout, stix.stdout, "exports are reproducible");
+
+    let misp = jbxd(&[
+        "--config",
+        config_arg(&config),
+        "export",
+        &webid,
+        "--format",
+        "misp",
+    ])
+    .await;
+    assert_eq!(misp.code, 0, "{misp:?}");
+    let event: Value = serde_json::from_str(&misp.stdout).unwrap();
+    assert_eq!(event["Event"]["threat_level_id"], "1");
+    assert!(
+        event["Event"]["Attribute"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"] == "sha256" && a["value"] == sha256.as_str() && a["to_ids"] == true),
+        "{event}"
+    );
+
+    let unknown = jbxd(&[
+        "--config",
+        config_arg(&config),
+        "export",
+        "123123",
+        "--format",
+        "misp",
+    ])
+    .await;
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("webid 123123 is not in the index"),
+        "{unknown:?}"
+    );
 }

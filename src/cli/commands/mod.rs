@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod decrypt;
 pub mod demo;
 pub mod download;
+pub mod export;
 pub mod import;
 pub mod operator;
 pub mod queue;

@@ -8,8 +8,11 @@
 //! deduplicated, and objects are serialised with sorted keys. Re-exporting an analysis into
 //! OpenCTI or MISP therefore updates the objects it created before instead of adding copies.
 
+mod input;
 pub mod misp;
 pub mod stix;
+
+pub use input::{ExportError, analysis_of, input_for};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha1::{Digest, Sha1};
