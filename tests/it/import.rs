@@ -357,3 +357,41 @@ async fn export_writes_the_same_stix_bundle_and_misp_event_for_an_indexed_analys
         "{unknown:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_analysis_still_running_is_not_imported_and_the_message_says_why() {
+    let env = TestEnv::start(
+        SimConfig {
+            // Listed after a tenth of it (4 s), then running for half a minute more.
+            analysis_seconds: 40,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let config = common::write_config(
+        env.dir.path(),
+        &env.app.config.data_dir,
+        &env.app.config.drop_dir,
+        &format!("[api]\nurl = {:?}\naccept_tac = true\n", env.sim.api_url()),
+    );
+    let id = env
+        .app
+        .client
+        .submit_url("https://example.org/", &SubmissionParams::new())
+        .await
+        .unwrap();
+    let webid = loop {
+        let info = env.app.client.submission_info(&id).await.unwrap();
+        if let Some(a) = info.analyses.unwrap_or_default().first() {
+            break a.webid.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let run = jbxd(&["--config", config_arg(&config), "import", &webid]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("has not finished"), "{run:?}");
+    let db = Db::open_existing(&env.app.config.db_path()).await.unwrap();
+    assert!(db::analyses::get(&db, &webid).await.unwrap().is_none());
+    db.close().await;
+}

@@ -50,8 +50,9 @@ pub struct SearchArgs {
     #[arg(long, short = 'q', value_name = "TEXT", conflicts_with_all = FILTER_ARGS)]
     pub query: Option<String>,
 
-    /// XPath 1.0 over the XML reports the daemon stored (relative to the report root, e.g.
-    /// `fileinfo[sha256='...']`); reads the daemon's database (`--config`), not the server.
+    /// XPath 1.0 over the XML reports the daemon stored, e.g.
+    /// `/analysis/domaininfo/domain[@malicious='true']`; reads the daemon's database
+    /// (`--config`), not the server.
     #[arg(long, value_name = "EXPR", conflicts_with = "query", conflicts_with_all = FILTER_ARGS)]
     pub xpath: Option<String>,
 
