@@ -4,8 +4,10 @@
 //!
 //! The daemon keeps every download as it came, so whoever reads a report (the index, the XPath
 //! search, `jbxd analysis download --password-file`) opens it here and never needs to know
-//! which of the two it holds. The member is streamed through a pipe from a thread that owns the
-//! archive (a `zip` member borrows its archive, so it cannot be returned by itself): nothing
+//! which of the two it holds. The member is streamed through a bounded channel from a thread
+//! that owns the archive (a `zip` member borrows its archive, so it cannot be returned by
+//! itself; a channel rather than an OS pipe, so a reader that stops early can never raise
+//! SIGPIPE in the CLI, which keeps its default disposition): nothing
 //! holds the whole document in memory, and a failure inside the member (a corrupt stream, an
 //! AES authentication code that does not match at the end) reaches the reader as an error, not
 //! as a silently short document.
@@ -13,10 +15,15 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 
 use zip::ZipArchive;
 use zip::result::ZipError;
+
+/// Chunks in flight between the unzip thread and the reader: memory stays at a few MiB
+/// whatever the member's size.
+const CHUNK: usize = 256 * 1024;
+const CHANNEL_DEPTH: usize = 4;
 
 /// A zip archive starts with a local file header.
 const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
@@ -98,19 +105,41 @@ pub fn open_stored(
     };
     // Check the password (and the member's header) here, where the error can still be typed.
     open_member(&mut archive, password.as_deref()).map_err(|e| zip_error(path, e))?;
-    let (reader, mut writer) = io::pipe().map_err(|source| io_error(path, source))?;
-    let thread = std::thread::Builder::new()
+    let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHANNEL_DEPTH);
+    std::thread::Builder::new()
         .name("jbxd-unzip".into())
-        .spawn(move || -> io::Result<()> {
-            let mut member =
-                open_member(&mut archive, password.as_deref()).map_err(io::Error::other)?;
-            io::copy(&mut member, &mut writer)?;
-            Ok(())
+        .spawn(move || {
+            let mut member = match open_member(&mut archive, password.as_deref()) {
+                Ok(member) => member,
+                Err(error) => {
+                    let _ = sender.send(Err(io::Error::other(error)));
+                    return;
+                }
+            };
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let sent = match member.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        sender.send(Ok(chunk))
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error));
+                        return;
+                    }
+                };
+                // The reader was dropped: nobody wants the rest.
+                if sent.is_err() {
+                    return;
+                }
+            }
         })
         .map_err(|source| io_error(path, source))?;
     Ok(Box::new(MemberReader {
-        pipe: reader,
-        thread: Some(thread),
+        receiver,
+        chunk: Vec::new(),
+        at: 0,
     }))
 }
 
@@ -124,25 +153,29 @@ fn open_member<'a>(
     }
 }
 
-/// The reading end of the pipe; at its end, the copying thread's result.
+/// The member's bytes as the unzip thread sends them; its error ends the stream as an error,
+/// and the end of the channel without one is the end of the member.
 struct MemberReader {
-    pipe: io::PipeReader,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
 }
 
 impl Read for MemberReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.pipe.read(buf)?;
-        if n == 0
-            && !buf.is_empty()
-            && let Some(thread) = self.thread.take()
-        {
-            // The writer is closed: the thread has finished; an error of its becomes ours.
-            match thread.join() {
-                Ok(result) => result?,
-                Err(_) => return Err(io::Error::other("the unzip thread panicked")),
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(mpsc::RecvError) => return Ok(0),
             }
         }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -228,7 +261,7 @@ mod tests {
     #[test]
     fn an_encrypted_report_is_streamed_decrypted_with_the_right_password() {
         let dir = tempfile::tempdir().unwrap();
-        // Larger than a pipe's buffer, so the copying thread has to wait for the reader.
+        // Several chunks and more than the channel holds, so the thread has to wait for the reader.
         let content: Vec<u8> = (0..300_000u32).flat_map(|n| n.to_le_bytes()).collect();
         let path = aes_zip(dir.path(), &content, "s3cret");
         assert!(is_encrypted_archive(&path).unwrap());
