@@ -395,3 +395,46 @@ async fn an_analysis_still_running_is_not_imported_and_the_message_says_why() {
     assert!(db::analyses::get(&db, &webid).await.unwrap().is_none());
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_beside_a_running_daemon_downloads_every_report_exactly_once() {
+    let (env, config) = setup().await;
+    let mut webids = Vec::new();
+    for url in [
+        "http://evil.example/a",
+        "http://phish.example/b",
+        "https://example.org/c",
+    ] {
+        webids.push(submitted_elsewhere(&env, url).await);
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let options = jbxd::daemon::RunOptions {
+        notifier: jbxd::daemon::Notifier::disabled(),
+        ..Default::default()
+    };
+    let daemon = tokio::spawn(jbxd::daemon::run(env.app.clone(), cancel.clone(), options));
+    let mut args = vec!["--config", config_arg(&config), "import", "--json"];
+    args.extend(webids.iter().map(String::as_str));
+    let run = jbxd(&args).await;
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    let types = jbxd::pipeline::report_types(&env.app.config);
+    // The daemon closed its handle when it stopped.
+    let db = Db::open_existing(&env.app.config.db_path()).await.unwrap();
+    for webid in &webids {
+        let stored = reports(&db, webid).await;
+        assert!(
+            stored.iter().all(|r| r.1 == ReportState::Stored),
+            "{webid}: {stored:?}"
+        );
+    }
+    // Whoever claimed a report (the daemon's worker or the command) downloaded it; nobody twice.
+    let downloads = env
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.endpoint == "analysis/download")
+        .count();
+    assert_eq!(downloads, webids.len() * types.len());
+}
