@@ -51,7 +51,7 @@ impl PauseReason {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Maintenance => "Joe Sandbox is offline for maintenance",
-            Self::InvalidApiKey => "Joe Sandbox rejected the API key (InvalidApiKey)",
+            Self::InvalidApiKey => "Joe Sandbox rejected the API key",
             Self::TermsNotAccepted => {
                 "the cloud requires accepting the terms and conditions (api.accept_tac = true)"
             }

@@ -346,7 +346,13 @@ fn case_94_a_key_file_readable_by_others_is_refused_with_the_fix() {
         // 0600 with a trailing newline: accepted, newline trimmed.
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let loaded = load(&file_opts(path)).unwrap();
-        assert_eq!(loaded.key_source, KeySource::KeyFile(key));
+        assert_eq!(
+            loaded.key_source,
+            KeySource::File {
+                key: "api.key_file",
+                path: key
+            }
+        );
         assert_eq!(loaded.api_key, jbxd::api::ApiKey::new(SENTINEL).unwrap());
         Ok(())
     });
@@ -397,7 +403,13 @@ fn load_reads_the_systemd_credential_and_warns_about_a_key_from_the_environment(
         let path = write_config(jail, "");
         jail.set_env("CREDENTIALS_DIRECTORY", creds.display());
         let loaded = load(&file_opts(path.clone())).unwrap();
-        assert_eq!(loaded.key_source, KeySource::Credential(cred));
+        assert_eq!(
+            loaded.key_source,
+            KeySource::Credential {
+                name: "jbx_api_key".into(),
+                path: cred
+            }
+        );
         assert_eq!(
             loaded.api_key,
             jbxd::api::ApiKey::new("from-credential").unwrap()
@@ -414,7 +426,7 @@ fn load_reads_the_systemd_credential_and_warns_about_a_key_from_the_environment(
         jail.clear_env();
         jail.set_env("JBX_API_KEY", "from-env");
         let loaded = load(&file_opts(path)).unwrap();
-        assert_eq!(loaded.key_source, KeySource::Env);
+        assert_eq!(loaded.key_source, KeySource::Env("JBX_API_KEY"));
         assert!(warned(&loaded));
         Ok(())
     });
@@ -434,7 +446,7 @@ fn config_check_output_shows_the_key_source_never_the_key() {
         );
         jail.set_env("JBXD_LOG__LEVEL", "debug");
         let loaded = load(&file_opts(path.clone())).unwrap();
-        let text = redacted_toml(&loaded.loaded, Some(&loaded.key_source));
+        let text = redacted_toml(&loaded.loaded, Some(&loaded.key_source), None);
         assert!(!text.contains(SENTINEL), "{text}");
         assert!(
             text.contains(&format!(

@@ -71,7 +71,7 @@ impl Env {
             .map(|(_, v)| v.as_str())
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 }
