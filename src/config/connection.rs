@@ -27,13 +27,11 @@ use figment::value::Value;
 use super::error::ConfigError;
 use super::layers::{ENV_KEY, Env, flag_layer, official_env_layer};
 use super::origins::{figment_error, origin_of, rule_error};
+use super::secret_keys::{CREDENTIAL_NAME, api_key_keys, command_options};
 use super::secrets::{CommandOptions, SecretKeys, SecretSource, read_secret_file, resolve_secret};
 use super::validate::check_api;
 use super::{ApiConfig, Config};
 use crate::api::{ApiError, ApiKey, ApiKeyError, ClientSettings, JoeClient, RetryPolicy, Secret};
-
-/// The systemd credential name (`LoadCredential=jbx_api_key:/etc/jbxd/api_key`).
-pub const CREDENTIAL_NAME: &str = "jbx_api_key";
 
 /// Where the API key came from (shown by `jbxd config check` instead of the key): the
 /// source of any secret.
@@ -48,29 +46,6 @@ pub enum KeyLookup<'a> {
     /// `api.key_file`, `api.key_credential`, `api.key_command` that is set, then
     /// `JBX_API_KEY`.
     Daemon(&'a Config),
-}
-
-/// The sources of the API key as `[api]` configures them.
-pub fn api_key_keys(api: &ApiConfig) -> SecretKeys<'_> {
-    SecretKeys {
-        label: "API key",
-        file_key: "api.key_file",
-        credential_key: "api.key_credential",
-        command_key: "api.key_command",
-        file: api.key_file.as_deref(),
-        credential: api.key_credential.as_deref(),
-        command: api.key_command.as_deref(),
-        default_credential: Some(CREDENTIAL_NAME),
-        env: Some(ENV_KEY),
-    }
-}
-
-/// How vault commands run, as `[secrets]` says.
-pub fn command_options(config: &Config) -> CommandOptions {
-    CommandOptions {
-        timeout: secs(config.secrets.command_timeout_secs),
-        extra_env: config.secrets.command_env.clone(),
-    }
 }
 
 /// Finds the API key where `lookup` says, first source first. An empty `JBX_API_KEY` is

@@ -6,6 +6,8 @@
 //! from), `validate.rs` (rules beyond types), `paths.rs` (`drop_dir` and `data_dir` compared by
 //! where they really are), `connection.rs` (the connection resolver the CLI shares: URL, API key, client settings),
 //! `secrets.rs` (the sources every secret shares: file, credential, vault command),
+//! `vault_command.rs` (running a vault command), `secret_keys.rs` (which keys configure each
+//! secret),
 //! `report_password.rs` (`[reports]`'s password), `redacted.rs`
 //! (the `config check` output), `error.rs` (`ConfigError`, exit 78). This
 //! file is the schema. Durations carry their unit in the key name.
@@ -22,24 +24,24 @@ mod origins;
 mod paths;
 mod redacted;
 mod report_password;
+mod secret_keys;
 mod secrets;
 mod validate;
+mod vault_command;
 
 pub use connection::{
-    CREDENTIAL_NAME, Connection, ConnectionFlags, KeyLookup, KeySource, Pace, api_key_keys, client,
-    client_settings, command_line, command_options, resolve_api_key, settings,
+    Connection, ConnectionFlags, KeyLookup, KeySource, Pace, client, client_settings, command_line,
+    resolve_api_key, settings,
 };
 pub use error::{ConfigError, EXIT_CONFIG};
 pub use layers::{ENV_ACCEPT_TAC, ENV_KEY, ENV_URL, Env};
 pub use load::{DEFAULT_CONFIG_FILE, LoadOptions, Loaded, LoadedWithKey, load, load_config};
 pub use redacted::{check, redacted_toml};
-pub use report_password::{
-    report_password, report_password_keys, resolve_report_password, secret_from_flag_file,
-};
-pub use secrets::{
-    CHILD_ENV, CHILD_ENV_PREFIXES, CommandOptions, SecretKeys, SecretSource, resolve_secret,
-};
+pub use report_password::{report_password, resolve_report_password, secret_from_flag_file};
+pub use secret_keys::{CREDENTIAL_NAME, api_key_keys, command_options, report_password_keys};
+pub use secrets::{CommandOptions, SecretKeys, SecretSource, resolve_secret};
 pub use validate::validate_schedule;
+pub use vault_command::{CHILD_ENV, CHILD_ENV_PREFIXES};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -352,7 +354,7 @@ pub struct SecretsConfig {
     /// configuration error.
     pub command_timeout_secs: u64,
     /// Environment variables passed to vault commands beyond the built-in list
-    /// (`secrets::CHILD_ENV`); `JBX*` names are refused.
+    /// (`vault_command::CHILD_ENV`); `JBX*` names are refused.
     pub command_env: Vec<String>,
 }
 

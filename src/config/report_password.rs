@@ -9,27 +9,12 @@
 
 use std::path::Path;
 
-use super::connection::command_options;
+use super::Config;
 use super::error::ConfigError;
 use super::layers::Env;
+use super::secret_keys::{command_options, report_password_keys};
 use super::secrets::{SecretKeys, SecretSource, read_secret_file, resolve_secret};
-use super::{Config, ReportsConfig};
 use crate::api::Secret;
-
-/// The sources of the report password as `[reports]` configures them.
-pub fn report_password_keys(reports: &ReportsConfig) -> SecretKeys<'_> {
-    SecretKeys {
-        label: "report password",
-        file_key: "reports.password_file",
-        credential_key: "reports.password_credential",
-        command_key: "reports.password_command",
-        file: reports.password_file.as_deref(),
-        credential: reports.password_credential.as_deref(),
-        command: reports.password_command.as_deref(),
-        default_credential: None,
-        env: None,
-    }
-}
 
 /// The report password and where it came from; `Ok(None)` when none is configured. Runs
 /// `reports.password_command` when that is the source: call it once and keep the result.

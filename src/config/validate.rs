@@ -162,8 +162,8 @@ fn check_secrets(c: &Config) -> Result<(), (&'static str, String)> {
             _ => Ok(()),
         }
     }
-    check_keys(&super::connection::api_key_keys(&c.api))?;
-    let password = super::report_password::report_password_keys(&c.reports);
+    check_keys(&super::secret_keys::api_key_keys(&c.api))?;
+    let password = super::secret_keys::report_password_keys(&c.reports);
     check_keys(&password)?;
     absolute("api.key_file", &c.api.key_file)?;
     absolute("reports.password_file", &c.reports.password_file)?;
