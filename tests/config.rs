@@ -509,3 +509,76 @@ fn client_settings_follow_the_configuration() {
     assert_eq!(s.max_download_bytes, Some(1234));
     assert!(s.accept_tac);
 }
+
+/// The report password (issue 10 §4) goes through the same sources and checks as the key, and
+/// the daemon's client settings carry it only when `reports.encrypt` asks for encryption.
+#[test]
+fn the_report_password_is_loaded_with_the_key_checks_and_sent_only_when_encrypt_is_on() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("PATH", "/usr/bin:/bin");
+        let key = write_key(jail, "api_key", SENTINEL, 0o600);
+        let password = write_key(jail, "report_password", "pw-from-file\n", 0o600);
+        let base = format!("[api]\nkey_file = \"{}\"\n", key.display());
+
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\npassword_file = \"{}\"\n",
+                password.display()
+            ),
+        );
+        let loaded = load(&file_opts(path)).unwrap();
+        let (secret, source) = loaded.report_password.clone().expect("a password");
+        assert_eq!(secret.expose_secret(), "pw-from-file");
+        assert_eq!(
+            source.to_string(),
+            format!("reports.password_file {}", password.display())
+        );
+        assert!(
+            loaded.client_settings().encrypt_password.is_none(),
+            "encrypt is off"
+        );
+        assert_eq!(
+            jbxd::config::report_password(&loaded.loaded.config)
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            "pw-from-file"
+        );
+
+        let vault = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-vault.sh");
+        let entry = write_key(jail, "vault-entry", "pw-from-vault\n", 0o600);
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\nencrypt = true\npassword_command = [\"{vault}\", \"rotate\", \"{}\"]\n",
+                entry.display()
+            ),
+        );
+        let loaded = load(&file_opts(path)).unwrap();
+        let settings = loaded.client_settings();
+        assert_eq!(
+            settings.encrypt_password.unwrap().expose_secret(),
+            "pw-from-vault"
+        );
+        assert!(
+            !format!("{loaded:?}").contains("pw-from-vault"),
+            "Debug leaks it"
+        );
+
+        // A password file others can read is refused like a key file.
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\npassword_file = \"{}\"\n",
+                password.display()
+            ),
+        );
+        let text = error_text(load(&file_opts(path)));
+        assert!(text.starts_with("report password: "), "{text}");
+        assert!(text.contains("chmod 600"), "{text}");
+        Ok(())
+    });
+}

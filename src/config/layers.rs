@@ -38,6 +38,18 @@ pub const ENV_ACCEPT_TAC: &str = "JBX_ACCEPT_TAC";
 #[derive(Clone, Default)]
 pub struct Env(Vec<(String, String)>);
 
+/// The snapshot holds `JBX_API_KEY` (and a vault's `VAULT_TOKEN`, `BW_SESSION`, …) in clear:
+/// zeroed when dropped, like every other copy of a secret.
+impl Drop for Env {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (name, value) in &mut self.0 {
+            name.zeroize();
+            value.zeroize();
+        }
+    }
+}
+
 impl Env {
     /// The process environment, now.
     pub fn process() -> Self {
