@@ -250,7 +250,13 @@ pub fn resolve_secret(
 /// its content with surrounding whitespace trimmed, and may not be empty.
 pub(super) fn read_secret_file(keys: &SecretKeys<'_>, path: &Path) -> Result<Secret, ConfigError> {
     let shown = path.display();
-    let cannot_read = |e: std::io::Error| keys.error(format!("cannot read {shown}: {e}"));
+    let noun = if keys.label == "API key" {
+        "key"
+    } else {
+        keys.label
+    };
+    let cannot_read =
+        |e: std::io::Error| keys.error(format!("cannot read the {noun} file {shown}: {e}"));
     let meta = std::fs::symlink_metadata(path).map_err(cannot_read)?;
     // A symlink is judged by its target (systemd credentials and admins use them); the target
     // must be a regular file.
