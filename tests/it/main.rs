@@ -33,3 +33,4 @@ mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]
 mod torture;
+mod vault;
