@@ -35,3 +35,4 @@ mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]
 mod torture;
+mod vault;
