@@ -60,6 +60,13 @@ pub async fn finished_analysis(env: &TestEnv, url: &str, password: Option<&str>)
     }
 }
 
+/// A secret file as the key-file checks want it: mode 0600.
+pub fn secret_file(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -78,9 +85,9 @@ async fn download_with_the_password_file_stores_the_documents_and_a_wrong_one_le
     let url = env.sim.api_url();
     let dir = env.dir.path();
     let good = dir.join("good.pw");
-    std::fs::write(&good, format!("{PASSWORD}\n")).unwrap();
+    secret_file(&good, &format!("{PASSWORD}\n"));
     let wrong = dir.join("wrong.pw");
-    std::fs::write(&wrong, "guess\n").unwrap();
+    secret_file(&wrong, "guess\n");
     let download = |out: &Path, extra: &[&str]| {
         let mut args: Vec<String> = [
             "--url",
@@ -159,9 +166,12 @@ async fn download_with_the_password_file_stores_the_documents_and_a_wrong_one_le
     );
 
     let empty = dir.join("empty.pw");
-    std::fs::write(&empty, "").unwrap();
+    secret_file(&empty, "");
     let run = download(&none, &["--password-file", empty.to_str().unwrap()]).await;
-    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.code, 78,
+        "a bad secret file is a configuration error: {run:?}"
+    );
     assert!(run.stderr.contains("empty.pw"), "{run:?}");
 }
 
@@ -182,9 +192,9 @@ async fn xpath_searches_encrypted_reports_with_the_password_and_counts_them_with
     assert_eq!(imported.code, 0, "{imported:?}");
     let dir = env.dir.path();
     let good = dir.join("good.pw");
-    std::fs::write(&good, PASSWORD).unwrap();
+    secret_file(&good, PASSWORD);
     let wrong = dir.join("wrong.pw");
-    std::fs::write(&wrong, "guess").unwrap();
+    secret_file(&wrong, "guess");
     // In the target URL whatever the report's shape; only the encrypted report holds it.
     let expr = "//*[contains(text(), 'evil.example')]";
     let search = |extra: &[&str]| {
@@ -226,6 +236,29 @@ async fn xpath_searches_encrypted_reports_with_the_password_and_counts_them_with
     let wrong = search(&["--password-file", wrong.to_str().unwrap()]).await;
     assert!(webids(&wrong).is_empty(), "{wrong:?}");
     assert!(wrong.stderr.contains("does not open them"), "{wrong:?}");
+
+    // The configured report password is used when no --password-file is given.
+    let configured = env.dir.path().join("configured.toml");
+    std::fs::write(
+        &configured,
+        format!(
+            "{}\n[reports]\npassword_file = {:?}\n",
+            std::fs::read_to_string(config).unwrap(),
+            good.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let by_config = jbxd(&[
+        "--config",
+        configured.to_str().unwrap(),
+        "--json",
+        "analysis",
+        "search",
+        "--xpath",
+        expr,
+    ])
+    .await;
+    assert_eq!(webids(&by_config), vec![evil.clone()], "{by_config:?}");
 
     let broken = jbxd(&["--config", config, "analysis", "search", "--xpath", "//a["]).await;
     assert_eq!(broken.code, 2, "{broken:?}");

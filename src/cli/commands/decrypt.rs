@@ -1,8 +1,8 @@
 //! `jbxd analysis download --password-file FILE`: the reports of an analysis submitted with a
 //! report password arrive as a single-member AES zip; the user gets the document inside.
 //!
-//! The password comes from a file only (never argv, where every user of the machine can read
-//! it, and never a log line or an error message). The encrypted download goes to an unnamed
+//! The password comes from a file only, checked like the key file (never argv, where every
+//! user of the machine can read it, and never a log line or an error message). The encrypted download goes to an unnamed
 //! temporary file in the output directory first; the decrypted document is then streamed into
 //! the atomic file the plain download would have used (same name), so a wrong password, a
 //! corrupt archive or a broken download leaves no file behind, and a large report never sits
@@ -14,50 +14,37 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::ApiError;
 use crate::api::report::open_stored;
+use crate::api::{ApiError, Secret};
 use crate::cli::CliError;
+use crate::config::{self, Config};
 use crate::storage::AtomicFile;
 
 const CHUNK: usize = 1 << 20;
 
-/// A report password read from a file; shown as `[REDACTED]` if ever debug-printed.
-#[derive(Clone)]
-pub struct ReportPassword(Vec<u8>);
-
-impl std::fmt::Debug for ReportPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReportPassword([REDACTED])")
-    }
-}
+/// A report password, from `--password-file` or the configuration (`[reports]`).
+#[derive(Clone, Debug)]
+pub struct ReportPassword(Secret);
 
 impl ReportPassword {
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.expose_bytes()
     }
 
-    /// The file's content without one trailing line break (`echo pw > file` works). An
-    /// unreadable or empty file is a usage error naming the file, never its content.
+    /// The file given with `--password-file`, read with the key-file checks every secret
+    /// file passes (regular file, mode 0600, owned by this user or root, not empty); a bad
+    /// file is a configuration error (exit 78) naming the file, never its content.
     pub fn from_file(path: &Path) -> Result<Self, CliError> {
-        let mut bytes = std::fs::read(path).map_err(|e| {
-            CliError::Usage(format!(
-                "--password-file {}: cannot read it: {e}",
-                path.display()
-            ))
-        })?;
-        if bytes.ends_with(b"\n") {
-            bytes.pop();
-            if bytes.ends_with(b"\r") {
-                bytes.pop();
-            }
-        }
-        if bytes.is_empty() {
-            return Err(CliError::Usage(format!(
-                "--password-file {}: the file is empty",
-                path.display()
-            )));
-        }
-        Ok(Self(bytes))
+        Ok(Self(config::secret_from_flag_file(
+            "report password",
+            path,
+        )?))
+    }
+
+    /// The configured report password (`[reports] password_file`, `password_credential`,
+    /// `password_command`), if any.
+    pub fn configured(config: &Config) -> Result<Option<Self>, CliError> {
+        Ok(config::report_password(config)?.map(Self))
     }
 }
 
@@ -156,22 +143,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_password_file_loses_one_line_break_and_an_empty_one_is_refused() {
+    fn the_password_file_passes_the_key_file_checks_and_never_shows_its_content() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
-        std::fs::write(&path, b"s3cret\r\n").unwrap();
-        assert_eq!(
-            ReportPassword::from_file(&path).unwrap().as_bytes(),
-            b"s3cret"
-        );
-        std::fs::write(&path, b" two words \n\n").unwrap();
-        assert_eq!(
-            ReportPassword::from_file(&path).unwrap().as_bytes(),
-            b" two words \n"
-        );
-        std::fs::write(&path, b"\n").unwrap();
-        let err = ReportPassword::from_file(&path).unwrap_err();
-        assert!(err.to_string().contains("empty"), "{err}");
-        assert!(format!("{:?}", ReportPassword(b"x".to_vec())).contains("REDACTED"));
+        std::fs::write(&path, b"s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = ReportPassword::from_file(&path).unwrap_err().to_string();
+        assert!(open.contains("chmod 600"), "{open}");
+        assert!(!open.contains("s3cret"), "{open}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let password = ReportPassword::from_file(&path).unwrap();
+        assert_eq!(password.as_bytes(), b"s3cret");
+        assert!(!format!("{password:?}").contains("s3cret"));
     }
 }

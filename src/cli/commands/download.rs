@@ -48,7 +48,8 @@ pub struct DownloadArgs {
     pub out: PathBuf,
 
     /// The report password of an analysis submitted with one (`encrypt-with-password`),
-    /// read from this file: its reports arrive as AES zips and are stored decrypted.
+    /// read from this file (mode 0600): its reports arrive as AES zips and are stored
+    /// decrypted.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 

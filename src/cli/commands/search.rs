@@ -56,8 +56,9 @@ pub struct SearchArgs {
     #[arg(long, value_name = "EXPR", conflicts_with = "query", conflicts_with_all = FILTER_ARGS)]
     pub xpath: Option<String>,
 
-    /// With --xpath: the report password of encrypted analyses, read from this file, so their
-    /// stored reports (AES zips) are searched too.
+    /// With --xpath: the report password of encrypted analyses, read from this file (mode
+    /// 0600), so their stored reports (AES zips) are searched too; default: the configured
+    /// one (`[reports]`).
     #[arg(long, value_name = "FILE", requires = "xpath")]
     pub password_file: Option<std::path::PathBuf>,
 
@@ -189,6 +190,10 @@ async fn xpath(
     index_xpath::compile_check(expr).map_err(|e| refused(&e))?;
     let password = password_file.map(ReportPassword::from_file).transpose()?;
     let (config, db) = open(context).await?;
+    let password = match password {
+        Some(password) => Some(password),
+        None => ReportPassword::configured(&config)?,
+    };
     let found = index_xpath::search_reports(
         &db,
         &config.data_dir,
@@ -205,7 +210,7 @@ async fn xpath(
     if found.need_password > 0 {
         eprintln!(
             "{} encrypted XML report(s) not searched: they need the report password \
-             (--password-file FILE)",
+             (--password-file FILE, or configure [reports] password_file)",
             found.need_password
         );
     }
