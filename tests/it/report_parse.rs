@@ -745,3 +745,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_report_read_one_byte_at_a_time_gives_the_same_facts() {
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            out[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+    for (name, format) in [
+        ("full.jsonfixed.json", ReportFormat::Json),
+        ("full.xml", ReportFormat::Xml),
+    ] {
+        let doc = fixture(name);
+        let whole = parse(&doc[..], format).unwrap();
+        assert_eq!(parse(Trickle(&doc), format).unwrap(), whole, "{name}");
+    }
+}

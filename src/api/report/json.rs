@@ -514,3 +514,36 @@ impl<R: Read> Walker<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_follow_the_json_grammar() {
+        for ok in ["0", "-0", "12", "-3.25", "1e5", "2E-3", "0.5e+10"] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "+1", "1e", "1-2", "--1", "1.2.3"] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_kept_string_stops_growing_at_its_cap_but_is_read_to_its_end() {
+        let doc = format!(
+            r#"{{"analysis": {{"errorinfo": {{"error": "{}"}}, "reporttype": "IR"}}}}"#,
+            "x".repeat(MAX_STRING * 3)
+        );
+        let facts = parse(doc.as_bytes()).unwrap();
+        assert_eq!(facts.errors[0].len(), MAX_STRING);
+        assert_eq!(facts.family, Some(super::super::ReportFamily::Incident));
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_becomes_the_replacement_character() {
+        let doc = br#"{"analysis": {"errors": {"error": ["a\ud800b", "\udc00"]}}}"#;
+        let facts = parse(&doc[..]).unwrap();
+        assert_eq!(facts.errors, ["a\u{fffd}b", "\u{fffd}"]);
+    }
+}
