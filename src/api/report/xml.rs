@@ -255,16 +255,20 @@ impl<R: Read> Walker<R> {
     fn skip(&mut self, name: &str) -> Result<(), ReportError> {
         let base = self.depth;
         loop {
-            match self.step(false)? {
-                Step::Start(_) => self.open()?,
-                Step::End => {
+            // The events themselves, not `step`: skipped text is never copied.
+            self.buf.clear();
+            let event = self.xml.read_event_into(&mut self.buf);
+            match event {
+                Ok(Event::Start(_)) => self.open()?,
+                Ok(Event::End(_)) => {
                     self.depth -= 1;
                     if self.depth < base {
                         return Ok(());
                     }
                 }
-                Step::Eof => return Err(self.eof(name)),
-                _ => {}
+                Ok(Event::Eof) => return Err(self.eof(name)),
+                Ok(_) => {}
+                Err(error) => return Err(self.error(error)),
             }
         }
     }
