@@ -27,6 +27,7 @@ mod pipeline;
 mod properties;
 mod query_plans;
 mod reliability_b;
+mod report_parse;
 mod scale;
 mod secrets;
 mod simulator;
