@@ -84,6 +84,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Fault, FaultController, FaultRule};
+pub use reports::write_report_document;
 
 use clock::SimClock;
 use state::Store;

@@ -50,15 +50,20 @@ fn members(kind: ArchiveKind, input: &ReportInput) -> Result<Vec<(String, Vec<u8
     };
     Ok(match kind {
         ArchiveKind::Bins => {
-            if input.file.is_none() || !input.verdict.dropped_files() {
+            // The files the reports list under `droppedinfo` / `dropped`, named by SHA-256.
+            let dropped = super::iocs::iocs(input).dropped;
+            if dropped.is_empty() {
                 return Err(ApiError::invalid(
                     "The analysis did not drop anything (no dropped files available).",
                 ));
             }
-            vec![(hex::encode(seed), fake_pe("dropped file"))]
+            dropped
+                .into_iter()
+                .map(|file| (file.member, file.content))
+                .collect()
         }
         ArchiveKind::UnpackPe => {
-            if input.file.is_none() {
+            if input.facts.is_none() {
                 return Err(ApiError::invalid(
                     "The analysis did not unpack any PE file.",
                 ));
@@ -208,11 +213,21 @@ mod tests {
         let input = file_input(dir.path(), "a.exe", b"JBXD-MALICIOUS");
         let bytes = zip(ArchiveKind::Bins, &input).expect("bins");
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
-        assert_eq!(archive.len(), 1);
-        let mut member = archive.by_index_decrypt(0, b"infected").expect("decrypt");
-        let mut data = Vec::new();
-        member.read_to_end(&mut data).expect("read");
-        assert!(data.starts_with(b"MZ"));
+        let dropped = crate::simulator::reports::iocs::iocs(&input).dropped;
+        assert_eq!(archive.len(), dropped.len());
+        for (i, file) in dropped.iter().enumerate() {
+            let mut member = archive.by_index_decrypt(i, b"infected").expect("decrypt");
+            assert_eq!(
+                member.name().expect("name"),
+                file.sha256.as_str(),
+                "members are named by their SHA-256"
+            );
+            let mut data = Vec::new();
+            member.read_to_end(&mut data).expect("read");
+            assert!(data.starts_with(b"MZ"));
+            use sha2::{Digest, Sha256};
+            assert_eq!(hex::encode(Sha256::digest(&data)), file.sha256);
+        }
     }
 
     #[test]
