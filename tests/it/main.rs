@@ -29,6 +29,7 @@ mod query_plans;
 mod reliability_b;
 mod scale;
 mod secrets;
+mod sim_reports;
 mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]

@@ -135,7 +135,7 @@ pub(crate) fn pcap(input: &ReportInput) -> Bytes {
     let host = input
         .url
         .as_deref()
-        .and_then(super::json::host_of)
+        .and_then(super::iocs::host_of)
         .unwrap_or_else(|| "sim.jbxd.invalid".to_owned());
     let mut dns = Vec::new();
     dns.extend_from_slice(&(input.webid as u16).to_be_bytes()); // transaction id

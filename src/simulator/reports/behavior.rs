@@ -5,9 +5,18 @@
 use chrono::Duration;
 
 use super::ReportInput;
-use super::full::Detail;
 use super::iocs::{Iocs, Process};
 use super::tree::{ChildStream, Element};
+
+/// How much of the behaviour a report shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Detail {
+    Full,
+    /// What Joe's light reports leave out is not documented. Our choice: the per-process file
+    /// and registry call lists (the bulk of a real report) go; processes, their tree and the
+    /// network packets stay.
+    Light,
+}
 
 /// The sandbox machine's own address and its resolver, as in the `pcap` download.
 const SANDBOX_IP: &str = "192.168.2.100";

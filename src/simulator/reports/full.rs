@@ -24,7 +24,7 @@
 //! Sections without content are empty elements (`null` in JSON), never left out.
 
 use super::ReportInput;
-use super::behavior;
+use super::behavior::{self, Detail};
 use super::iocs::{Iocs, iocs};
 use super::tree::Element;
 use crate::simulator::catalog;
@@ -32,16 +32,6 @@ use crate::simulator::verdict::Detection;
 
 /// The product version the reports carry (a real release name of the 44 series).
 pub(crate) const VERSION: &str = "44.0.0 Smoke Quartz";
-
-/// How much of the behaviour a report shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Detail {
-    Full,
-    /// What Joe's light reports leave out is not documented. Our choice: the per-process file
-    /// and registry call lists (the bulk of a real report) go; processes, their tree and the
-    /// network packets stay.
-    Light,
-}
 
 /// The report of one run, `reporttype` as the type's own name (`full`, `light`, `class`...).
 pub(crate) fn report(input: &ReportInput, reporttype: &str, detail: Detail) -> Element {

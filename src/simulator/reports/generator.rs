@@ -8,8 +8,8 @@ use std::io::{self, BufWriter, Write};
 use chrono::{DateTime, Local};
 
 use super::ReportInput;
-use super::behavior;
-use super::full::{self, Detail};
+use super::behavior::{self, Detail};
+use super::full;
 use super::iocs::iocs;
 use super::render::{json_bytes, write_json, write_xml, xml_bytes};
 use super::tree::Element;

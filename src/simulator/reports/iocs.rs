@@ -14,7 +14,6 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::ReportInput;
-use super::json::host_of;
 use crate::simulator::verdict::Detection;
 
 #[derive(Clone, Debug)]
@@ -168,6 +167,15 @@ pub(crate) fn rule_name(threatname: &str) -> String {
 /// The last path component of a sample name, for process names and paths.
 fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// The host part of a URL, without a port or credentials.
+pub(crate) fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 pub(crate) fn iocs(input: &ReportInput) -> Iocs {
@@ -612,5 +620,15 @@ mod tests {
         assert_eq!(iocs.domains[0].name, "evil.example");
         assert_eq!(iocs.urls[0].name, "http://evil.example/x");
         assert!(iocs.dropped.is_empty(), "URL analyses drop nothing");
+    }
+
+    #[test]
+    fn hosts_are_taken_from_the_authority() {
+        assert_eq!(
+            host_of("https://u:p@Example.org:8443/a?b").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(host_of("example.org/x").as_deref(), Some("example.org"));
+        assert_eq!(host_of("http:///x"), None);
     }
 }

@@ -8,15 +8,6 @@ use super::iocs::iocs;
 use crate::simulator::clock::iso8601;
 use crate::simulator::verdict::Detection;
 
-/// The host part of a URL, without a port or credentials.
-pub(crate) fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit('@').next()?;
-    let host = host.split(':').next()?;
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
 /// A deterministic UUID-shaped id for STIX objects.
 fn uuid(input: &ReportInput, purpose: &str) -> String {
     let h = hex::encode(&input.seed(purpose)[..16]);
@@ -199,15 +190,5 @@ mod tests {
         );
         let clean = stix(&url_input("https://example.org"));
         assert_eq!(clean["objects"].as_array().map(Vec::len), Some(1));
-    }
-
-    #[test]
-    fn hosts_are_taken_from_the_authority() {
-        assert_eq!(
-            host_of("https://u:p@Example.org:8443/a?b").as_deref(),
-            Some("example.org")
-        );
-        assert_eq!(host_of("example.org/x").as_deref(), Some("example.org"));
-        assert_eq!(host_of("http:///x"), None);
     }
 }

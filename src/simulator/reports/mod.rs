@@ -31,7 +31,7 @@ use axum::body::Bytes;
 use chrono::{DateTime, Local};
 
 pub use generator::write_report_document;
-pub(crate) use json::host_of;
+pub(crate) use iocs::host_of;
 pub(crate) use payload::{Payload, encrypt};
 
 use super::envelope::ApiError;
@@ -126,7 +126,7 @@ pub(crate) enum Cost {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Doc {
     /// The full report's shape, `reporttype` as given.
-    Full(&'static str, full::Detail),
+    Full(&'static str, behavior::Detail),
     Incident,
     Ioc,
 }
@@ -162,7 +162,7 @@ enum Kind {
 
 fn kind_of(download_type: &str) -> Option<Kind> {
     use archives::ArchiveKind as A;
-    use full::Detail;
+    use behavior::Detail;
     Some(match download_type {
         "html" => Kind::Html("Full Report"),
         "lighthtml" => Kind::Html("Light Report"),
