@@ -76,13 +76,16 @@ fn xml_element(element: Element, depth: usize, out: &mut impl Write) -> io::Resu
     };
     match element.body {
         Body::Empty => out.write_all(b"/>\n"),
-        Body::Leaf(leaf) => {
-            let text = leaf.text();
-            if text.is_empty() {
-                return out.write_all(b"/>\n");
-            }
+        Body::Leaf(Leaf::Text(text)) if text.is_empty() => out.write_all(b"/>\n"),
+        Body::Leaf(Leaf::Text(text)) => {
             out.write_all(b">")?;
             write_escaped(out, &text)?;
+            close(out)
+        }
+        Body::Leaf(leaf) => {
+            // Numbers and booleans never need escaping.
+            out.write_all(b">")?;
+            out.write_all(leaf.text().as_bytes())?;
             close(out)
         }
         Body::Children(children) if children.is_empty() => out.write_all(b"/>\n"),
