@@ -14,6 +14,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::ReportInput;
+use super::findings::{Evidence, MalwareConfig, Signature, Technique, YaraHit, findings};
 use crate::simulator::verdict::Detection;
 
 #[derive(Clone, Debug)]
@@ -75,40 +76,6 @@ pub(crate) struct Dropped {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Signature {
-    pub(crate) id: u32,
-    pub(crate) desc: String,
-    /// 0–3; 2 and above is "high".
-    pub(crate) impact: u32,
-    pub(crate) op: &'static str,
-    pub(crate) evidence: String,
-    pub(crate) targetid: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Technique {
-    pub(crate) tactic_id: &'static str,
-    pub(crate) tactic: &'static str,
-    pub(crate) id: &'static str,
-    pub(crate) name: &'static str,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct YaraHit {
-    /// `sample` | `droppedfiles` | `memorydumps` | `unpackedpes`.
-    pub(crate) scope: &'static str,
-    pub(crate) rule: String,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct MalwareConfig {
-    pub(crate) threatname: String,
-    pub(crate) c2: Vec<String>,
-    pub(crate) botnet: String,
-    pub(crate) version: &'static str,
-}
-
-#[derive(Clone, Debug)]
 pub(crate) struct Iocs {
     pub(crate) processes: Vec<Process>,
     pub(crate) domains: Vec<Domain>,
@@ -153,15 +120,6 @@ pub(crate) fn paths(arch: &str) -> Paths {
 /// 1..=254 from a seed byte: never a network or broadcast address.
 fn octet(byte: u8) -> u8 {
     1 + byte % 254
-}
-
-/// A file name usable inside a path and a YARA rule name (`Sim.Malicious` → `Sim_Malicious`).
-pub(crate) fn rule_name(threatname: &str) -> String {
-    let cleaned: String = threatname
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("JoeSecurity_{cleaned}")
 }
 
 /// The last path component of a sample name, for process names and paths.
@@ -359,169 +317,27 @@ pub(crate) fn iocs(input: &ReportInput) -> Iocs {
     });
 
     let dropped = dropped_files(input, &paths, &seed);
-    let threatname = input.verdict.threatname.clone();
-    let sample = &processes[0];
-    let mut signatures = Vec::new();
-    let mut sig = |id: u32, desc: String, impact: u32, op: &'static str, evidence: String| {
-        signatures.push(Signature {
-            id,
-            desc,
-            impact,
-            op,
-            evidence,
-            targetid: 0,
-        });
-    };
-    if malicious {
-        if input.url.is_none() {
-            sig(
-                1095,
-                "Antivirus detection for submitted file".into(),
-                3,
-                "Antivirus",
-                format!("{}: {threatname}", sample.name),
-            );
-        }
-        if !threatname.is_empty() {
-            sig(
-                2101,
-                format!("Yara detected {threatname}"),
-                3,
-                "Yara match",
-                rule_name(&threatname),
-            );
-        }
-        sig(
-            1474,
-            "Injects a PE file into a foreign processes".into(),
-            3,
-            "Memory written",
-            processes[1].path.clone(),
-        );
-        sig(
-            1377,
-            "Creates an autostart registry key".into(),
-            2,
-            "Key value created",
-            "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run".into(),
-        );
-        if !dropped.is_empty() {
-            sig(
-                1208,
-                "Drops PE files".into(),
-                2,
-                "File created",
-                dropped[0].path.clone(),
-            );
-        }
-        sig(
-            1017,
-            "Performs DNS lookups".into(),
-            1,
-            "DNS query",
-            c2.clone(),
-        );
-    } else if input.url.is_some() {
-        sig(
-            1620,
-            "Page contains a suspicious login form".into(),
-            1,
-            "HTML parsed",
-            "form action=login.php".into(),
-        );
-    } else {
-        sig(
-            1520,
-            "Sample contains suspicious strings".into(),
-            1,
-            "Section loaded",
-            sample.name.clone(),
-        );
-    }
-
-    let techniques = if malicious {
-        vec![
-            Technique {
-                tactic_id: "TA0003",
-                tactic: "Persistence",
-                id: "T1547.001",
-                name: "Registry Run Keys / Startup Folder",
-            },
-            Technique {
-                tactic_id: "TA0005",
-                tactic: "Defense Evasion",
-                id: "T1055",
-                name: "Process Injection",
-            },
-            Technique {
-                tactic_id: "TA0007",
-                tactic: "Discovery",
-                id: "T1082",
-                name: "System Information Discovery",
-            },
-            Technique {
-                tactic_id: "TA0011",
-                tactic: "Command and Control",
-                id: "T1071",
-                name: "Application Layer Protocol",
-            },
-        ]
-    } else {
-        vec![Technique {
-            tactic_id: "TA0007",
-            tactic: "Discovery",
-            id: "T1082",
-            name: "System Information Discovery",
-        }]
-    };
-
-    let mut yara = Vec::new();
-    if malicious {
-        let rule = rule_name(if threatname.is_empty() {
-            "Generic"
-        } else {
-            &threatname
-        });
-        yara.push(YaraHit {
-            scope: "memorydumps",
-            rule: rule.clone(),
-        });
-        if input.url.is_none() {
-            yara.push(YaraHit {
-                scope: "unpackedpes",
-                rule,
-            });
-        }
-        if !dropped.is_empty() {
-            yara.push(YaraHit {
-                scope: "droppedfiles",
-                rule: "Embedded_PE".into(),
-            });
-        }
-    } else {
-        yara.push(YaraHit {
-            scope: "sample",
-            rule: "SUSP_Obfuscated_Strings".into(),
-        });
-    }
-
-    let config = malicious.then(|| MalwareConfig {
-        threatname: threatname.clone(),
-        c2: vec![format!("{c2}:443"), format!("{c2_ip}:8080")],
-        botnet: format!("sim-{}", hex::encode(&seed[17..19])),
-        version: "2.1",
-    });
-
+    let found = findings(
+        input,
+        &Evidence {
+            sample: &processes[0].name,
+            injected: processes.get(1).map(|p| p.path.as_str()),
+            dropped: dropped.first().map(|d| d.path.as_str()),
+            c2: &c2,
+            c2_ip: &c2_ip,
+            seed: &seed,
+        },
+    );
     Iocs {
         processes,
         domains,
         ips,
         urls,
         dropped,
-        signatures,
-        techniques,
-        yara,
-        config,
+        signatures: found.signatures,
+        techniques: found.techniques,
+        yara: found.yara,
+        config: found.config,
     }
 }
 

@@ -13,6 +13,7 @@
 mod archives;
 mod behavior;
 mod documents;
+mod findings;
 mod full;
 mod generator;
 mod incident;
