@@ -201,6 +201,21 @@ fn json_value(mut element: Element, fixed: bool, out: &mut impl Write) -> io::Re
             json_key(out, "", "$")?;
             json_string(out, &leaf.text())?;
         }
+        Body::Children(children) if all_names_differ(&children) => {
+            // The common record shape (every child a different leaf): no grouping needed.
+            for child in children {
+                if comma {
+                    out.write_all(b",")?;
+                }
+                comma = true;
+                json_key(out, "", child.name)?;
+                if forced(child.name) {
+                    json_list(std::iter::once(child), fixed, out)?;
+                } else {
+                    json_value(child, fixed, out)?;
+                }
+            }
+        }
         Body::Children(children) => {
             for (name, group) in group_by_name(children) {
                 if comma {
@@ -249,6 +264,14 @@ fn json_list(
         json_value(item, fixed, out)?;
     }
     out.write_all(b"]")
+}
+
+/// Whether no two children share a name (stops at the first repeat, so long lists are cheap).
+fn all_names_differ(children: &[Element]) -> bool {
+    children
+        .iter()
+        .enumerate()
+        .all(|(i, child)| children[..i].iter().all(|seen| seen.name != child.name))
 }
 
 /// Children grouped by name, in the order each name first appears.
