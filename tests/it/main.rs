@@ -30,6 +30,7 @@ mod reliability_b;
 mod report_parse;
 mod scale;
 mod secrets;
+mod sim_reports;
 mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]
