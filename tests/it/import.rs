@@ -310,6 +310,17 @@ async fn export_writes_the_same_stix_bundle_and_misp_event_for_an_indexed_analys
         objects.iter().any(|o| o["pattern"] == pattern.as_str()),
         "{bundle}"
     );
+    // The indicators of the stored reports: the simulator's malicious samples contact domains.
+    assert!(
+        objects.iter().any(|o| o["pattern"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("[domain-name:value = '"))),
+        "{bundle}"
+    );
+    assert!(
+        stix.stderr.is_empty(),
+        "every report was readable: {stix:?}"
+    );
     let again = jbxd(&[
         "--config",
         config_arg(&config),
@@ -342,6 +353,17 @@ async fn export_writes_the_same_stix_bundle_and_misp_event_for_an_indexed_analys
         "{event}"
     );
 
+    let attributes = event["Event"]["Attribute"].as_array().unwrap();
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a["type"] == "domain" && a["to_ids"] == true),
+        "{event}"
+    );
+    assert!(
+        attributes.iter().any(|a| a["type"] == "text"),
+        "signatures: {event}"
+    );
     let unknown = jbxd(&[
         "--config",
         config_arg(&config),

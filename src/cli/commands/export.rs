@@ -2,6 +2,8 @@
 //! bundle (OpenCTI, TAXII) or a MISP event (MISP's "add event from JSON"), on stdout. Local:
 //! reads the database, never the server or the API key. The same analysis always exports to
 //! the same document (see `index::export`), so importing it twice updates instead of copying.
+//! The indicators come from the analysis' stored reports; an encrypted analysis' reports are
+//! opened with the configured report password (`[reports]`).
 
 use clap::{Args, ValueEnum};
 
@@ -9,6 +11,7 @@ use crate::cli::output::print_json;
 use crate::cli::{CliError, Context, Outcome};
 use crate::index::export::{self, ExportError};
 
+use super::decrypt::ReportPassword;
 use super::operator::{db_failed, open};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,11 +33,23 @@ pub struct ExportArgs {
 }
 
 pub async fn run(context: &Context, args: ExportArgs) -> Result<Outcome, CliError> {
-    let (_config, db) = open(context).await?;
-    let input = export::input_for(&db, args.webid.trim()).await;
+    let (config, db) = open(context).await?;
+    let password = ReportPassword::configured(&config)?;
+    let exported = export::input_for(
+        &db,
+        &config.data_dir,
+        args.webid.trim(),
+        password.as_ref().map(ReportPassword::as_bytes),
+    )
+    .await;
     db.close().await;
-    let input = match input {
-        Ok(input) => input,
+    let input = match exported {
+        Ok(exported) => {
+            for note in &exported.notes {
+                eprintln!("{note}");
+            }
+            exported.input
+        }
         Err(error @ ExportError::UnknownWebid(_)) => {
             return Err(CliError::Failed(anyhow::Error::new(error)));
         }

@@ -1,14 +1,28 @@
 //! The [`ExportInput`] of one analysis, read from the index.
 //!
-//! Today the index holds the analysis row (verdict, score, threat name, target, the sample's
-//! hashes); the indicators, signatures and techniques join it from the report index tables
-//! as those are recorded.
+//! The analysis row gives the verdict, score, threat name, target and the sample's hashes; the
+//! indicators, signatures and ATT&CK techniques are read from the analysis' stored reports
+//! (`api::report::parse`, JSON preferred, XML otherwise; an encrypted analysis' zip opened
+//! with the report password). What could not be read is said in [`Exported::notes`], never
+//! left out silently.
+
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::{ExportAnalysis, ExportInput};
-use crate::db::{self, AnalysisRow, Db, DbError};
+use super::{ExportAnalysis, ExportIndicator, ExportInput, ExportSignature, ExportTechnique};
+use crate::api::ReportType;
+use crate::api::report::{self, ReportFacts, ReportFormat};
+use crate::db::{self, AnalysisRow, Db, DbError, ReportState};
 use crate::ioc::Kind;
+
+/// An export's input and what the reader should know about it.
+#[derive(Debug)]
+pub struct Exported {
+    pub input: ExportInput,
+    /// Why indicators may be missing (no readable report, a report password needed, ...).
+    pub notes: Vec<String>,
+}
 
 /// Why an analysis cannot be exported.
 #[derive(Debug, thiserror::Error)]
@@ -22,17 +36,96 @@ pub enum ExportError {
     Db(#[from] DbError),
 }
 
-/// The export input of `webid`.
-pub async fn input_for(db: &Db, webid: &str) -> Result<ExportInput, ExportError> {
+/// The export input of `webid`: its row, and the facts of its first readable stored report
+/// (JSON before XML), opened with `password` when it is encrypted.
+pub async fn input_for(
+    db: &Db,
+    data_dir: &Path,
+    webid: &str,
+    password: Option<&[u8]>,
+) -> Result<Exported, ExportError> {
     let row = db::analyses::get(db, webid)
         .await?
         .ok_or_else(|| ExportError::UnknownWebid(webid.to_owned()))?;
-    Ok(ExportInput {
+    let mut candidates: Vec<(ReportFormat, String, String)> = db::analyses::reports_for(db, webid)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == ReportState::Stored)
+        .filter_map(|r| Some((ReportType::format(&r.report_type)?, r.report_type, r.path?)))
+        .collect();
+    candidates.sort_by_key(|(format, _, _)| *format != ReportFormat::Json);
+    let mut input = ExportInput {
         analysis: analysis_of(&row),
         indicators: Vec::new(),
         signatures: Vec::new(),
         techniques: Vec::new(),
-    })
+    };
+    let mut notes = Vec::new();
+    for (format, report_type, rel) in candidates {
+        let path = data_dir.join(&rel);
+        let password = password.map(<[u8]>::to_vec);
+        let read = tokio::task::spawn_blocking(move || {
+            let reader =
+                report::open_stored(&path, password.as_deref()).map_err(|e| e.to_string())?;
+            report::parse(reader, format).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the reading task failed: {e}")));
+        match read {
+            Ok(facts) => {
+                add_facts(&mut input, &facts);
+                if facts.truncated {
+                    notes.push(format!(
+                        "the {report_type} report has more facts than jbxd keeps; the export \
+                         holds the first of them"
+                    ));
+                }
+                return Ok(Exported { input, notes });
+            }
+            Err(reason) => notes.push(format!("the {report_type} report was not read: {reason}")),
+        }
+    }
+    notes.push(format!(
+        "no readable JSON or XML report of webid {webid}: the export holds the verdict and the \
+         sample only"
+    ));
+    Ok(Exported { input, notes })
+}
+
+/// The facts of one report as export records (host names and hex in lower case).
+fn add_facts(input: &mut ExportInput, facts: &ReportFacts) {
+    for ind in &facts.indicators {
+        let value = ind.value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let value = match ind.kind {
+            Kind::Domain | Kind::Md5 | Kind::Sha1 | Kind::Sha256 | Kind::Sha512 => {
+                value.to_ascii_lowercase()
+            }
+            _ => value.to_owned(),
+        };
+        input.indicators.push(ExportIndicator {
+            kind: ind.kind,
+            value,
+            malicious: ind.malicious,
+            private: ind.private,
+        });
+    }
+    input
+        .signatures
+        .extend(facts.signatures.iter().map(|s| ExportSignature {
+            description: s.description.clone(),
+            impact: s.impact,
+            id: s.id.clone(),
+        }));
+    input
+        .techniques
+        .extend(facts.techniques.iter().map(|t| ExportTechnique {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            tactic: t.tactic.clone(),
+        }));
 }
 
 /// The analysis part: the server's analysis time (else when jbxd recorded it), so the same
@@ -96,7 +189,9 @@ mod tests {
     async fn an_unknown_webid_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("jbxd.db")).await.unwrap();
-        let err = input_for(&db, "404404").await.unwrap_err();
+        let err = input_for(&db, dir.path(), "404404", None)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("webid 404404"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ mod input;
 pub mod misp;
 pub mod stix;
 
-pub use input::{ExportError, analysis_of, input_for};
+pub use input::{ExportError, Exported, analysis_of, input_for};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha1::{Digest, Sha1};
