@@ -599,10 +599,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ioc", &[]),
     ("api", &["ioc", "text"]),
     ("storage", &["crashpoint", "text"]),
-    ("db", &["storage", "text"]),
+    ("db", &["ioc", "storage", "text"]),
     ("config", &["api", "text"]),
     ("telemetry", &["config", "text"]),
-    ("index", &["db"]),
+    (
+        "index",
+        &["api", "app", "db", "ioc", "storage", "text", "worker"],
+    ),
     ("simulator", &["api", "text"]),
     ("breaker", &["api", "config", "db", "text", "worker"]),
     (
@@ -648,6 +651,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "crashpoint",
             "db",
+            "index",
             "intake",
             "pipeline",
             "storage",
