@@ -325,28 +325,31 @@ pub struct SightingFilter {
 
 /// The value lookup: the `(kind, value)` pairs drive `iocs_value` (README, benchmark P10).
 const SIGHTINGS_BY_VALUE: &str =
-    "SELECT kind, value, malicious, private, webid, run, report_type, section, detection,
-        score, threatname, analysed_at, recorded_at, item_id, item_source, item_name
-   FROM ioc_sightings
-  WHERE value IN (SELECT j.value ->> 1 FROM json_each(?1) AS j)
+    "SELECT s.kind, s.value, s.malicious, s.private, s.webid, s.run, s.report_type, s.section,
+        s.detection, s.score, s.threatname, s.analysed_at, s.recorded_at, s.item_id,
+        s.item_source, s.item_name
+   FROM ioc_sightings AS s
+  WHERE s.value IN (SELECT j.value ->> 1 FROM json_each(?1) AS j)
     AND EXISTS (SELECT 1 FROM json_each(?1) AS p
-                 WHERE p.value ->> 0 = kind AND p.value ->> 1 = value)
-    AND (?2 IS NULL OR kind = ?2)
-    AND (?3 = 0 OR malicious = 1)
-    AND (?4 IS NULL OR webid = ?4)
-    AND (?5 IS NULL OR recorded_at >= ?5)
-  ORDER BY recorded_at DESC, webid DESC, kind, value
+                 WHERE p.value ->> 0 = s.kind AND p.value ->> 1 = s.value)
+    AND (?2 IS NULL OR s.kind = ?2)
+    AND (?3 = 0 OR s.malicious = 1)
+    AND (?4 IS NULL OR s.webid = ?4)
+    AND (?5 IS NULL OR s.recorded_at >= ?5)
+  ORDER BY s.recorded_at DESC, s.webid DESC, s.kind, s.value
   LIMIT ?6";
 
+/// Without a value (?1 unused, bound NULL: one binding order for both statements).
 const SIGHTINGS: &str =
-    "SELECT kind, value, malicious, private, webid, run, report_type, section, detection,
-        score, threatname, analysed_at, recorded_at, item_id, item_source, item_name
-   FROM ioc_sightings
-  WHERE (?2 IS NULL OR kind = ?2)
-    AND (?3 = 0 OR malicious = 1)
-    AND (?4 IS NULL OR webid = ?4)
-    AND (?5 IS NULL OR recorded_at >= ?5)
-  ORDER BY recorded_at DESC, webid DESC, kind, value
+    "SELECT s.kind, s.value, s.malicious, s.private, s.webid, s.run, s.report_type, s.section,
+        s.detection, s.score, s.threatname, s.analysed_at, s.recorded_at, s.item_id,
+        s.item_source, s.item_name
+   FROM ioc_sightings AS s
+  WHERE (?2 IS NULL OR s.kind = ?2)
+    AND (?3 = 0 OR s.malicious = 1)
+    AND (?4 IS NULL OR s.webid = ?4)
+    AND (?5 IS NULL OR s.recorded_at >= ?5)
+  ORDER BY s.recorded_at DESC, s.webid DESC, s.kind, s.value
   LIMIT ?6";
 
 /// Queries `ioc_sightings`, newest analyses first.

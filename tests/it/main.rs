@@ -19,6 +19,7 @@ mod crash_points;
 mod crash_recovery;
 mod daemon_lifecycle;
 mod http_faults;
+mod index_ingest;
 mod intake;
 mod interop;
 mod log_text;
