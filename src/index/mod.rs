@@ -4,10 +4,12 @@
 //! stored beside them ([`xpath`]).
 
 pub mod choose;
+pub mod extract;
 pub mod ingest;
 pub mod worker;
 pub mod xpath;
 
+pub use extract::READ_REPORT;
 pub use ingest::{Extract, Indexed, index_analysis};
 
 pub use xpath::{XPathError, XPathMatch, compile_check, search_reports};

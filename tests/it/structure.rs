@@ -602,10 +602,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("db", &["ioc", "storage", "text"]),
     ("config", &["api", "text"]),
     ("telemetry", &["config", "text"]),
-    (
-        "index",
-        &["api", "app", "db", "ioc", "storage", "text", "worker"],
-    ),
+    ("index", &["api", "app", "db", "ioc", "text", "worker"]),
     ("simulator", &["api", "text"]),
     ("breaker", &["api", "config", "db", "text", "worker"]),
     (
@@ -684,6 +681,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "db",
             "index",
             "intake",
+            "ioc",
             "simulator",
             "storage",
             "telemetry",
