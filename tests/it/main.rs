@@ -20,6 +20,8 @@ mod crash_recovery;
 mod daemon_lifecycle;
 mod http_faults;
 mod index_ingest;
+mod index_properties;
+mod index_queries;
 mod intake;
 mod interop;
 mod log_text;
