@@ -20,7 +20,11 @@ use jbxd::testing::{TestEnv, all_terminal, drive_until};
 /// A report of this test's own format, one fact per line:
 /// `ioc KIND VALUE [mal|clean|-]`, `sig ID IMPACT DESCRIPTION...`, `ttp ID TACTIC`,
 /// `yara RULE SCOPE`; a file saying `broken` cannot be read, one saying `panic` panics.
-fn fake_extract(path: &Path, _type: &str, _password: Option<&[u8]>) -> Result<ReportFacts, String> {
+pub(crate) fn fake_extract(
+    path: &Path,
+    _type: &str,
+    _password: Option<&[u8]>,
+) -> Result<ReportFacts, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot open: {e}"))?;
     if text.trim() == "broken" {
         return Err("not a report: unexpected end of document\nat line 1".into());
@@ -64,7 +68,7 @@ fn fake_extract(path: &Path, _type: &str, _password: Option<&[u8]>) -> Result<Re
     Ok(facts)
 }
 
-const MALWARE: &str = "ioc domain Evil.Example.COM. mal
+pub(crate) const MALWARE: &str = "ioc domain Evil.Example.COM. mal
 ioc ip 10.0.0.7
 ioc ip ::ffff:203.0.113.9 mal
 ioc url HTTP://Evil.Example.com:80/gate.php mal

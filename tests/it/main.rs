@@ -19,6 +19,7 @@ mod crash_points;
 mod crash_recovery;
 mod daemon_lifecycle;
 mod http_faults;
+mod index_cli;
 mod index_ingest;
 mod index_properties;
 mod index_queries;
