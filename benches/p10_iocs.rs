@@ -71,10 +71,7 @@ async fn build(data: &Path) {
     let started = Instant::now();
     let mut tx = db.pool().begin().await.expect("transaction");
     for sql in FILL {
-        sqlx::query(*sql)
-            .execute(&mut *tx)
-            .await
-            .expect("fill");
+        sqlx::query(*sql).execute(&mut *tx).await.expect("fill");
     }
     // The 10 sightings of the looked-up value: analyses 0, 2000, ..., 18000.
     sqlx::query(
@@ -88,7 +85,10 @@ async fn build(data: &Path) {
     .await
     .expect("sightings");
     tx.commit().await.expect("commit");
-    sqlx::query("ANALYZE").execute(db.pool()).await.expect("analyze");
+    sqlx::query("ANALYZE")
+        .execute(db.pool())
+        .await
+        .expect("analyze");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM iocs")
         .fetch_one(db.pool())
         .await

@@ -160,3 +160,35 @@ async fn jbxd_status_shows_the_index_counts() {
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["index"]["iocs"], 7);
 }
+
+#[tokio::test]
+async fn jbxd_index_rebuild_records_a_report_it_cannot_read_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = indexed_data_dir(dir.path()).await;
+    // The file is not a report the built-in extractor reads (this test's own line format).
+    let run = jbxd(&config, &["index", "rebuild", "--webid", "1"]).await;
+    assert_eq!(run.code, 3, "{} / {}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("webid 1: jsonfixed: "),
+        "{}",
+        run.stderr
+    );
+    let run = jbxd(&config, &["status", "--json"]).await;
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["index"]["failed"], 1, "{doc}");
+    assert_eq!(doc["index"]["latest_failure"]["webid"], "1");
+    let run = jbxd(&config, &["status"]).await;
+    assert!(
+        run.stdout.contains("index failed: webid 1 jsonfixed: "),
+        "{}",
+        run.stdout
+    );
+
+    let run = jbxd(&config, &["index", "rebuild", "--webid", "nope"]).await;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("webid nope: no stored reports"),
+        "{}",
+        run.stderr
+    );
+}
