@@ -20,6 +20,7 @@ mod crash_recovery;
 mod daemon_lifecycle;
 mod http_faults;
 mod index_cli;
+mod index_e2e;
 mod index_ingest;
 mod index_properties;
 mod index_queries;
