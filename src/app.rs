@@ -51,7 +51,7 @@ impl PauseReason {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Maintenance => "Joe Sandbox is offline for maintenance",
-            Self::InvalidApiKey => "Joe Sandbox rejected the API key (InvalidApiKey)",
+            Self::InvalidApiKey => "Joe Sandbox rejected the API key",
             Self::TermsNotAccepted => {
                 "the cloud requires accepting the terms and conditions (api.accept_tac = true)"
             }
@@ -109,17 +109,26 @@ impl App {
         )
     }
 
-    /// Puts a pause in force (idempotent: the first `since` is kept).
+    /// Puts a pause in force (idempotent: the first `since` is kept; a new `detail` replaces
+    /// the old one, so the health check's advice — "update <source>" — replaces the error
+    /// text of the call that found the cause).
     pub async fn pause(&self, reason: PauseReason, detail: &str) -> Result<(), DbError> {
         let key = Self::pause_key(reason);
-        if db::health::get_state(&self.db, &key).await?.is_some() {
-            return Ok(());
-        }
-        tracing::warn!(reason = reason.describe(), detail, "pausing");
+        let since = match db::health::get_state(&self.db, &key).await? {
+            Some(value) => match serde_json::from_str::<Pause>(&value) {
+                Ok(old) if old.detail == detail => return Ok(()),
+                Ok(old) => old.since,
+                Err(_) => db::now_text(),
+            },
+            None => {
+                tracing::warn!(reason = reason.describe(), detail, "pausing");
+                db::now_text()
+            }
+        };
         let pause = Pause {
             reason,
             detail: detail.to_owned(),
-            since: db::now_text(),
+            since,
         };
         let value = serde_json::to_string(&pause).expect("pause serialises");
         db::health::set_state(&self.db, &key, &value).await?;

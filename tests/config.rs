@@ -346,7 +346,13 @@ fn case_94_a_key_file_readable_by_others_is_refused_with_the_fix() {
         // 0600 with a trailing newline: accepted, newline trimmed.
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let loaded = load(&file_opts(path)).unwrap();
-        assert_eq!(loaded.key_source, KeySource::KeyFile(key));
+        assert_eq!(
+            loaded.key_source,
+            KeySource::File {
+                key: "api.key_file",
+                path: key
+            }
+        );
         assert_eq!(loaded.api_key, jbxd::api::ApiKey::new(SENTINEL).unwrap());
         Ok(())
     });
@@ -397,7 +403,13 @@ fn load_reads_the_systemd_credential_and_warns_about_a_key_from_the_environment(
         let path = write_config(jail, "");
         jail.set_env("CREDENTIALS_DIRECTORY", creds.display());
         let loaded = load(&file_opts(path.clone())).unwrap();
-        assert_eq!(loaded.key_source, KeySource::Credential(cred));
+        assert_eq!(
+            loaded.key_source,
+            KeySource::Credential {
+                name: "jbx_api_key".into(),
+                path: cred
+            }
+        );
         assert_eq!(
             loaded.api_key,
             jbxd::api::ApiKey::new("from-credential").unwrap()
@@ -414,7 +426,7 @@ fn load_reads_the_systemd_credential_and_warns_about_a_key_from_the_environment(
         jail.clear_env();
         jail.set_env("JBX_API_KEY", "from-env");
         let loaded = load(&file_opts(path)).unwrap();
-        assert_eq!(loaded.key_source, KeySource::Env);
+        assert_eq!(loaded.key_source, KeySource::Env("JBX_API_KEY"));
         assert!(warned(&loaded));
         Ok(())
     });
@@ -434,7 +446,7 @@ fn config_check_output_shows_the_key_source_never_the_key() {
         );
         jail.set_env("JBXD_LOG__LEVEL", "debug");
         let loaded = load(&file_opts(path.clone())).unwrap();
-        let text = redacted_toml(&loaded.loaded, Some(&loaded.key_source));
+        let text = redacted_toml(&loaded.loaded, Some(&loaded.key_source), None);
         assert!(!text.contains(SENTINEL), "{text}");
         assert!(
             text.contains(&format!(
@@ -496,4 +508,77 @@ fn client_settings_follow_the_configuration() {
     assert_eq!(s.read_timeout, std::time::Duration::from_secs(7));
     assert_eq!(s.max_download_bytes, Some(1234));
     assert!(s.accept_tac);
+}
+
+/// The report password (issue 10 §4) goes through the same sources and checks as the key, and
+/// the daemon's client settings carry it only when `reports.encrypt` asks for encryption.
+#[test]
+fn the_report_password_is_loaded_with_the_key_checks_and_sent_only_when_encrypt_is_on() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("PATH", "/usr/bin:/bin");
+        let key = write_key(jail, "api_key", SENTINEL, 0o600);
+        let password = write_key(jail, "report_password", "pw-from-file\n", 0o600);
+        let base = format!("[api]\nkey_file = \"{}\"\n", key.display());
+
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\npassword_file = \"{}\"\n",
+                password.display()
+            ),
+        );
+        let loaded = load(&file_opts(path)).unwrap();
+        let (secret, source) = loaded.report_password.clone().expect("a password");
+        assert_eq!(secret.expose_secret(), "pw-from-file");
+        assert_eq!(
+            source.to_string(),
+            format!("reports.password_file {}", password.display())
+        );
+        assert!(
+            loaded.client_settings().encrypt_password.is_none(),
+            "encrypt is off"
+        );
+        assert_eq!(
+            jbxd::config::report_password(&loaded.loaded.config)
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            "pw-from-file"
+        );
+
+        let vault = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-vault.sh");
+        let entry = write_key(jail, "vault-entry", "pw-from-vault\n", 0o600);
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\nencrypt = true\npassword_command = [\"{vault}\", \"rotate\", \"{}\"]\n",
+                entry.display()
+            ),
+        );
+        let loaded = load(&file_opts(path)).unwrap();
+        let settings = loaded.client_settings();
+        assert_eq!(
+            settings.encrypt_password.unwrap().expose_secret(),
+            "pw-from-vault"
+        );
+        assert!(
+            !format!("{loaded:?}").contains("pw-from-vault"),
+            "Debug leaks it"
+        );
+
+        // A password file others can read is refused like a key file.
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let path = write_config(
+            jail,
+            &format!(
+                "{base}[reports]\npassword_file = \"{}\"\n",
+                password.display()
+            ),
+        );
+        let text = error_text(load(&file_opts(path)));
+        assert!(text.starts_with("report password: "), "{text}");
+        assert!(text.contains("chmod 600"), "{text}");
+        Ok(())
+    });
 }

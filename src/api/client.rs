@@ -8,7 +8,7 @@
 //!   delete endpoint, download start included;
 //! * `lookup.rs`: finding an attempt's submission by its marker.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use url::Url;
@@ -25,7 +25,9 @@ use super::throttle::Throttle;
 pub struct JoeClient {
     pub(super) http: reqwest::Client,
     pub(super) base: Url,
-    pub(super) key: ApiKey,
+    /// The key every clone sends: shared, so that a rotated key re-read by the daemon
+    /// ([`Self::replace_key`]) takes effect for every worker at once.
+    pub(super) key: Arc<RwLock<ApiKey>>,
     pub(super) settings: Arc<ClientSettings>,
     pub(super) throttle: Arc<Throttle>,
 }
@@ -45,7 +47,7 @@ impl JoeClient {
         Ok(Self {
             http,
             base,
-            key: settings.api_key.clone(),
+            key: Arc::new(RwLock::new(settings.api_key.clone())),
             settings: Arc::new(settings),
             throttle: Arc::default(),
         })
@@ -96,6 +98,24 @@ impl JoeClient {
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
     }
+
+    /// Sends `key` from now on, from every clone (the daemon re-read a rotated key after the
+    /// server rejected the old one, or on SIGHUP). Returns whether it differs from the key in
+    /// use. `settings().api_key` keeps the key the client was built with.
+    pub fn replace_key(&self, key: ApiKey) -> bool {
+        let mut current = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if *current == key {
+            return false;
+        }
+        *current = key;
+        true
+    }
+
+    /// A copy of the key in use, for the form of one request (zeroed when the form is).
+    pub(super) fn key_text(&self) -> zeroize::Zeroizing<String> {
+        let key = self.key.read().unwrap_or_else(|e| e.into_inner());
+        zeroize::Zeroizing::new(key.expose().to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +128,18 @@ mod tests {
         let client = JoeClient::new(ClientSettings::new("http://127.0.0.1:9", key)).unwrap();
         let printed = format!("{client:?} {:?}", client.settings());
         assert!(!printed.contains("SENTINEL"), "{printed}");
+    }
+
+    #[test]
+    fn a_replaced_key_is_sent_by_every_clone_and_an_equal_key_is_no_change() {
+        let old = ApiKey::new("old-key").unwrap();
+        let client =
+            JoeClient::new(ClientSettings::new("http://127.0.0.1:9", old.clone())).unwrap();
+        let clone = client.clone();
+        assert!(!client.replace_key(old));
+        assert!(client.replace_key(ApiKey::new("new-key").unwrap()));
+        assert_eq!(clone.key_text().as_str(), "new-key");
+        let form = clone.with_key(vec![("a".into(), "b".into())]);
+        assert_eq!(form.last().unwrap().1, "new-key");
     }
 }

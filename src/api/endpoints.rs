@@ -185,7 +185,7 @@ impl JoeClient {
             Repeat::Transient,
             || async {
                 let response = self
-                    .send(self.http.post(&url).form(&form), &url, timeout, true)
+                    .send(self.http.post(&url).form(&*form), &url, timeout, true)
                     .await?;
                 self.start_download(response).await
             },

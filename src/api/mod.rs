@@ -46,7 +46,7 @@ pub use params::{
 };
 pub use reports::ReportType;
 pub use retry::{RetryPolicy, parse_retry_after};
-pub use secret::{ApiKey, ApiKeyError};
+pub use secret::{ApiKey, ApiKeyError, Secret};
 pub use settings::{ClientSettings, DEFAULT_SERVER_URL, api_base};
 pub use submission::{SampleUpload, SubmitError};
 pub use throttle::HoldOff;

@@ -7,11 +7,15 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::warn;
+use zeroize::Zeroizing;
 
 use super::client::JoeClient;
 use super::error::ApiError;
 use super::transport::{self, Envelope};
 use super::wire;
+
+/// A request form as (field, value) pairs; [`JoeClient::with_key`] returns it zeroizing.
+pub(super) type KeyedForm = Vec<(String, String)>;
 
 /// Which failures the retry helper may repeat, on top of the retry policy's own rule (only
 /// transient failures, within the attempt limit).
@@ -78,9 +82,11 @@ impl JoeClient {
         format!("{}/v2/{endpoint}", self.base.as_str().trim_end_matches('/'))
     }
 
-    /// `form` with the API key added.
-    pub(super) fn with_key(&self, mut form: Vec<(String, String)>) -> Vec<(String, String)> {
-        form.push((wire::KEY.into(), self.key.expose().to_owned()));
+    /// `form` with the API key added, in a buffer zeroed on drop: the form holds the key in
+    /// clear for as long as the call (and its retries) lasts.
+    pub(super) fn with_key(&self, form: Vec<(String, String)>) -> Zeroizing<KeyedForm> {
+        let mut form = Zeroizing::new(form);
+        form.push((wire::KEY.into(), self.key_text().to_string()));
         form
     }
 

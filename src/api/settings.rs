@@ -8,7 +8,7 @@ use url::Url;
 
 use super::error::ApiError;
 use super::retry::RetryPolicy;
-use super::secret::ApiKey;
+use super::secret::{ApiKey, Secret};
 use super::upload::CHUNK_SIZE;
 
 /// jbxapi's default server (Cloud Pro).
@@ -21,6 +21,9 @@ pub struct ClientSettings {
     /// `http://host/joesandbox/index.php/api`).
     pub server_url: String,
     pub api_key: ApiKey,
+    /// Sent as `encrypt-with-password` with every submission when set: the analyses are
+    /// encrypted and their downloads are AES zips with this password.
+    pub encrypt_password: Option<Secret>,
     /// Sent as `accept-tac` on submissions; the cloud refuses submissions without it.
     pub accept_tac: bool,
     /// Extra trusted CA certificates (PEM), added to the system roots.
@@ -50,6 +53,7 @@ impl ClientSettings {
         Self {
             server_url: server_url.into(),
             api_key,
+            encrypt_password: None,
             accept_tac: false,
             ca_file: None,
             proxy: None,

@@ -22,12 +22,13 @@ use std::sync::Arc;
 
 use reqwest::multipart::{Form, Part};
 use tracing::{info, warn};
+use zeroize::Zeroizing;
 
 use super::client::JoeClient;
 use super::endpoints::Endpoint;
 use super::error::ApiError;
-use super::params::SubmissionParams;
-use super::request::{Repeat, decode};
+use super::params::{Param, SubmissionParams};
+use super::request::{KeyedForm, Repeat, decode};
 use super::transport::{self, Envelope};
 use super::types::NewSubmission;
 use super::upload::{self, CHUNK_SIZE, Progress};
@@ -73,8 +74,18 @@ impl JoeClient {
         &self,
         params: &SubmissionParams,
         target: Option<(&str, &str)>,
-    ) -> Vec<(String, String)> {
+    ) -> Zeroizing<KeyedForm> {
         let mut form = params.to_form();
+        // The configured report password (`ClientSettings::encrypt_password`) asks for an
+        // encrypted analysis, unless the parameters already name one.
+        if let Some(password) = &self.settings.encrypt_password
+            && params.get(Param::EncryptWithPassword.name()).is_none()
+        {
+            form.push((
+                Param::EncryptWithPassword.name().to_owned(),
+                password.expose_secret().to_owned(),
+            ));
+        }
         form.extend(target.map(|(name, value)| (name.to_owned(), value.to_owned())));
         let mut form = self.with_key(form);
         form.push((
@@ -210,7 +221,7 @@ impl JoeClient {
         self.submit_with(|| async {
             let body = upload::file_body(path, 0, size, progress.clone()).await?;
             let mut form = Form::new().percent_encode_noop();
-            for (k, v) in &fields {
+            for (k, v) in fields.iter() {
                 form = form.text(k.clone(), v.clone());
             }
             let part = Part::stream_with_length(body, size).file_name(upload::wire_file_name(name));
@@ -302,7 +313,8 @@ impl JoeClient {
             let result = async {
                 let body = upload::file_body(path, offset, len, chunk_progress).await?;
                 let fields: [(&str, String); 7] = [
-                    (wire::KEY, self.key.expose().to_owned()),
+                    // Moved into reqwest's form, which we cannot zero (see `secret.rs`).
+                    (wire::KEY, self.key_text().to_string()),
                     ("submission_id", chunked.submission_id.clone()),
                     ("file-size", chunked.file_size.to_string()),
                     ("chunk-size", CHUNK_SIZE.to_string()),

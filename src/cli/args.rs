@@ -101,9 +101,15 @@ pub struct SubmissionArgs {
     #[arg(long, value_name = "PASSWORD")]
     pub document_password: Option<String>,
 
-    /// Encrypt every report of the analysis with this password.
-    #[arg(long, value_name = "PASSWORD")]
+    /// No longer accepted: a password in the arguments is visible in `ps` and the shell's
+    /// history. Kept only to say what to use instead (--encrypt-with-password-file).
+    #[arg(long, value_name = "PASSWORD", hide = true)]
     pub encrypt_with_password: Option<String>,
+
+    /// Encrypt every report of the analysis with the password in FILE (mode 0600, owned by
+    /// you; surrounding whitespace trimmed). Downloads are then AES zips with that password.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_with_password_file: Option<PathBuf>,
 
     /// Browser for URL analyses.
     #[arg(long, value_name = "NAME")]
@@ -131,9 +137,30 @@ impl From<crate::api::ParamError> for BadArgument {
     }
 }
 
+/// Why a report password may not be an argument, and what to do instead.
+const PASSWORD_IN_ARGV: &str = "a password in the arguments is visible to every user in `ps` \
+     and stays in the shell's history; write it to a file (chmod 600) and pass \
+     --encrypt-with-password-file FILE";
+
 impl SubmissionArgs {
+    /// The report password from `--encrypt-with-password-file`, read with the key-file checks
+    /// (mode 0600, owner, not empty); `None` when the flag is not given.
+    pub fn encryption_password(
+        &self,
+    ) -> Result<Option<crate::api::Secret>, crate::config::ConfigError> {
+        self.encrypt_with_password_file
+            .as_deref()
+            .map(|path| crate::config::secret_from_flag_file("report password", path))
+            .transpose()
+    }
+
     /// Builds the typed parameters; a bad value is a usage error naming the parameter.
     pub fn to_params(&self) -> Result<SubmissionParams, BadArgument> {
+        if self.encrypt_with_password.is_some() {
+            return Err(BadArgument(format!(
+                "--encrypt-with-password PASSWORD is no longer accepted: {PASSWORD_IN_ARGV}"
+            )));
+        }
         let mut params = SubmissionParams::new();
         params.systems = self
             .systems
@@ -151,7 +178,6 @@ impl SubmissionArgs {
             (Param::Comments, &self.comments),
             (Param::ArchivePassword, &self.archive_password),
             (Param::DocumentPassword, &self.document_password),
-            (Param::EncryptWithPassword, &self.encrypt_with_password),
             (Param::Browser, &self.browser),
         ];
         for (param, value) in texts {
@@ -180,6 +206,15 @@ impl SubmissionArgs {
         }
         // Last, so that an explicit `--param` can refine what a flag set.
         for assignment in &self.params {
+            if assignment
+                .split_once('=')
+                .is_some_and(|(name, _)| name.trim() == Param::EncryptWithPassword.name())
+            {
+                return Err(BadArgument(format!(
+                    "--param {}=… is not accepted: {PASSWORD_IN_ARGV}",
+                    Param::EncryptWithPassword.name()
+                )));
+            }
             params
                 .set_assignment(assignment)
                 .map_err(|e| BadArgument(format!("--param {assignment}: {e}")))?;
@@ -215,6 +250,29 @@ mod tests {
                 .to_form()
                 .contains(&("brand-new".to_owned(), "x".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_report_password_in_the_arguments_is_a_usage_error_pointing_to_the_file_flag() {
+        for args in [
+            SubmissionArgs {
+                encrypt_with_password: Some("hunter2".into()),
+                ..Default::default()
+            },
+            SubmissionArgs {
+                params: vec!["encrypt-with-password=hunter2".into()],
+                ..Default::default()
+            },
+        ] {
+            let Err(BadArgument(message)) = args.to_params() else {
+                panic!("a password in argv was accepted");
+            };
+            assert!(
+                message.contains("--encrypt-with-password-file FILE"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 
     #[test]

@@ -8,17 +8,15 @@
 //!   through the same figment layers and the same rules (`validate::check_api`), so an error
 //!   names the key and where its value came from: `--url`, `JBX_API_URL`, the file and line.
 //! * **The key** ([`resolve_api_key`]): the CLI tries `--api-key-file`, then `JBX_API_KEY`; the
-//!   daemon `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`), then
-//!   `api.key_file`, then `JBX_API_KEY`. Every key file passes the same checks, whoever reads
-//!   it (RELIABILITY.md cases 94 and 95): a regular file (a symlink is judged by its target),
-//!   not readable or writable by group or others (the message says `chmod 600`), owned by this
-//!   user or root, holding a key that is not empty.
+//!   daemon `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`) when present, then
+//!   the one of `api.key_file`, `api.key_credential` and `api.key_command` that is set, then
+//!   `JBX_API_KEY`. The sources are the shape every secret shares (`secrets.rs`): every key
+//!   file passes the same checks, whoever reads it (RELIABILITY.md cases 94 and 95), and a
+//!   vault command runs without a shell, with a clean environment and a timeout.
 //! * **Pace** ([`Pace`]): how long a client waits between attempts depends on who is waiting.
 //!
 //! `api` stays free of configuration: it receives finished `ClientSettings`.
 
-use std::fmt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,136 +27,94 @@ use figment::value::Value;
 use super::error::ConfigError;
 use super::layers::{ENV_KEY, Env, flag_layer, official_env_layer};
 use super::origins::{figment_error, origin_of, rule_error};
+use super::secret_keys::{CREDENTIAL_NAME, api_key_keys, command_options};
+use super::secrets::{CommandOptions, SecretKeys, SecretSource, read_secret_file, resolve_secret};
 use super::validate::check_api;
 use super::{ApiConfig, Config};
-use crate::api::{ApiError, ApiKey, ApiKeyError, ClientSettings, JoeClient, RetryPolicy};
+use crate::api::{ApiError, ApiKey, ApiKeyError, ClientSettings, JoeClient, RetryPolicy, Secret};
 
-/// The systemd credential name (`LoadCredential=jbx_api_key:/etc/jbxd/api_key`).
-pub const CREDENTIAL_NAME: &str = "jbx_api_key";
-
-/// Where the API key came from (shown by `jbxd config check` instead of the key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// `--api-key-file` (the CLI).
-    Flag(PathBuf),
-    /// `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`).
-    Credential(PathBuf),
-    /// `api.key_file`.
-    KeyFile(PathBuf),
-    /// `JBX_API_KEY`.
-    Env,
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Flag(p) => write!(f, "--api-key-file {}", p.display()),
-            Self::Credential(p) => write!(f, "systemd credential {}", p.display()),
-            Self::KeyFile(p) => write!(f, "api.key_file {}", p.display()),
-            Self::Env => write!(f, "environment variable {ENV_KEY}"),
-        }
-    }
-}
+/// Where the API key came from (shown by `jbxd config check` instead of the key): the
+/// source of any secret.
+pub type KeySource = SecretSource;
 
 /// Where a front end looks for the API key.
 #[derive(Debug, Clone, Copy)]
 pub enum KeyLookup<'a> {
     /// The CLI: `--api-key-file`, then `JBX_API_KEY`.
     CommandLine { key_file: Option<&'a Path> },
-    /// The daemon: the systemd credential, then `api.key_file`, then `JBX_API_KEY`.
-    Daemon { key_file: Option<&'a Path> },
+    /// The daemon: the systemd credential `jbx_api_key` when present, then the one of
+    /// `api.key_file`, `api.key_credential`, `api.key_command` that is set, then
+    /// `JBX_API_KEY`.
+    Daemon(&'a Config),
 }
 
 /// Finds the API key where `lookup` says, first source first. An empty `JBX_API_KEY` is
-/// refused, not skipped: it can only be a mistake.
+/// refused, not skipped: it can only be a mistake. Runs `api.key_command` when that is the
+/// source (this blocks for up to `secrets.command_timeout_secs`).
 pub fn resolve_api_key(
     lookup: KeyLookup<'_>,
     env: &Env,
 ) -> Result<(ApiKey, KeySource), ConfigError> {
-    match lookup {
+    let (keys, options) = match lookup {
         KeyLookup::CommandLine {
             key_file: Some(path),
         } => {
-            return Ok((read_key_file(path)?, KeySource::Flag(path.to_owned())));
+            let keys = api_key_keys(&CLI_API);
+            let secret = read_secret_file(&keys, path)?;
+            let source = SecretSource::Flag {
+                flag: "--api-key-file",
+                path: path.to_owned(),
+            };
+            return Ok((api_key(&secret, &source)?, source));
         }
-        KeyLookup::CommandLine { key_file: None } => {}
-        KeyLookup::Daemon { key_file } => {
-            if let Some(dir) = env.get("CREDENTIALS_DIRECTORY") {
-                let path = Path::new(dir).join(CREDENTIAL_NAME);
-                if path.exists() {
-                    return Ok((read_key_file(&path)?, KeySource::Credential(path)));
-                }
-            }
-            if let Some(path) = key_file {
-                return Ok((read_key_file(path)?, KeySource::KeyFile(path.to_owned())));
-            }
+        KeyLookup::CommandLine { key_file: None } => {
+            let keys = SecretKeys {
+                default_credential: None,
+                ..api_key_keys(&CLI_API)
+            };
+            (keys, CommandOptions::default())
         }
-    }
-    if let Some(raw) = env.get(ENV_KEY) {
-        let source = format!("environment variable {ENV_KEY}");
-        let key = ApiKey::new(raw).map_err(|e| key_error(&e, &source))?;
-        return Ok((key, KeySource::Env));
-    }
-    Err(ConfigError::ApiKey(match lookup {
-        KeyLookup::CommandLine { .. } => {
-            format!("no API key: set {ENV_KEY} or pass --api-key-file FILE (a file of mode 0600)")
-        }
-        KeyLookup::Daemon { .. } => format!(
-            "no API key: set api.key_file (a file of mode 0600), or \
-             LoadCredential={CREDENTIAL_NAME}:... in the systemd unit, or {ENV_KEY}"
-        ),
-    }))
-}
-
-fn key_error(error: &ApiKeyError, source: &str) -> ConfigError {
-    ConfigError::ApiKey(match error {
-        ApiKeyError::Empty => format!("the API key in {source} is empty"),
-        ApiKeyError::BadCharacters => {
-            format!("the API key in {source} contains whitespace or control characters")
-        }
-    })
-}
-
-/// Reads a secret file after checking it cannot be read or changed by others.
-fn read_key_file(path: &Path) -> Result<ApiKey, ConfigError> {
-    let shown = path.display();
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| ConfigError::ApiKey(format!("cannot read the key file {shown}: {e}")))?;
-    // A symlink is judged by its target (systemd credentials and admins use them); the target
-    // must be a regular file.
-    let meta = if meta.file_type().is_symlink() {
-        std::fs::metadata(path)
-            .map_err(|e| ConfigError::ApiKey(format!("cannot read the key file {shown}: {e}")))?
-    } else {
-        meta
+        KeyLookup::Daemon(config) => (api_key_keys(&config.api), command_options(config)),
     };
-    if !meta.is_file() {
-        return Err(ConfigError::ApiKey(format!(
-            "the key file {shown} is not a regular file"
-        )));
+    match resolve_secret(&keys, env, &options)? {
+        Some((secret, source)) => Ok((api_key(&secret, &source)?, source)),
+        None => Err(ConfigError::ApiKey(match lookup {
+            KeyLookup::CommandLine { .. } => format!(
+                "no API key: set {ENV_KEY} or pass --api-key-file FILE (a file of mode 0600)"
+            ),
+            KeyLookup::Daemon(_) => format!(
+                "no API key: set api.key_file (a file of mode 0600), api.key_command (a vault \
+                 command), or LoadCredential={CREDENTIAL_NAME}:... in the systemd unit, or \
+                 {ENV_KEY}"
+            ),
+        })),
     }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        let what = match (mode & 0o044 != 0, mode & 0o022 != 0) {
-            (true, true) => "readable and writable by group/others",
-            (true, false) => "readable by group/others",
-            (false, true) => "writable by group/others",
-            (false, false) => "accessible by group/others",
-        };
-        return Err(ConfigError::ApiKey(format!(
-            "{shown} is {what} (mode {mode:04o}); run chmod 600 {shown}"
-        )));
-    }
-    let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(ConfigError::ApiKey(format!(
-            "{shown} is owned by uid {}, not by this user (uid {euid}) or root; run chown",
-            meta.uid()
-        )));
-    }
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::ApiKey(format!("cannot read the key file {shown}: {e}")))?;
-    ApiKey::new(&raw).map_err(|e| key_error(&e, &format!("the key file {shown}")))
+}
+
+/// The CLI reads no configuration file: no key source but its flag and the environment.
+static CLI_API: ApiConfig = ApiConfig {
+    url: String::new(),
+    key_file: None,
+    key_credential: None,
+    key_command: None,
+    accept_tac: false,
+    ca_file: None,
+    proxy: None,
+    connect_timeout_secs: 0,
+    read_timeout_secs: 0,
+    request_timeout_secs: 0,
+    attempts: 0,
+};
+
+fn api_key(secret: &Secret, source: &SecretSource) -> Result<ApiKey, ConfigError> {
+    ApiKey::from_secret(secret).map_err(|e| {
+        ConfigError::ApiKey(match e {
+            ApiKeyError::Empty => format!("the API key from {source} is empty"),
+            ApiKeyError::BadCharacters => {
+                format!("the API key from {source} contains whitespace or control characters")
+            }
+        })
+    })
 }
 
 /// How long a client waits between attempts and how much `Retry-After` it honours: it depends
@@ -328,6 +284,7 @@ fn flag_values(flags: &ConnectionFlags) -> Vec<(&'static str, &'static str, Valu
 mod tests {
     use super::*;
     use crate::config::{ENV_ACCEPT_TAC, ENV_URL};
+    use std::os::unix::fs::PermissionsExt;
 
     fn key_file(dir: &Path, name: &str, key: &str) -> PathBuf {
         let path = dir.join(name);
@@ -350,7 +307,7 @@ mod tests {
         let c = command_line(&ConnectionFlags::default(), &bare).unwrap();
         assert_eq!(c.settings.server_url, crate::api::DEFAULT_SERVER_URL);
         assert!(!c.settings.accept_tac);
-        assert_eq!(c.key_source, KeySource::Env);
+        assert_eq!(c.key_source, KeySource::Env(ENV_KEY));
 
         let env = Env::from_pairs([
             (ENV_KEY, "from-env"),
@@ -362,7 +319,7 @@ mod tests {
         assert_eq!(c.settings.server_url, "http://env.example/api");
         assert!(c.settings.accept_tac);
         // The CLI does not look for systemd credentials.
-        assert_eq!(c.key_source, KeySource::Env);
+        assert_eq!(c.key_source, KeySource::Env(ENV_KEY));
         assert_eq!(c.settings.api_key, ApiKey::new("from-env").unwrap());
 
         let flags = ConnectionFlags {
@@ -372,20 +329,74 @@ mod tests {
         };
         let c = command_line(&flags, &env).unwrap();
         assert_eq!(c.settings.server_url, "http://flag.example/api");
-        assert_eq!(c.key_source, KeySource::Flag(flag_key));
+        assert_eq!(
+            c.key_source,
+            KeySource::Flag {
+                flag: "--api-key-file",
+                path: flag_key
+            }
+        );
         assert_eq!(c.settings.api_key, ApiKey::new("from-flag").unwrap());
 
         // The daemon's key: the systemd credential < api.key_file < JBX_API_KEY.
         let daemon = |key_file: Option<&Path>, env: &Env| {
-            resolve_api_key(KeyLookup::Daemon { key_file }, env).unwrap()
+            let mut config = Config::default();
+            config.api.key_file = key_file.map(Path::to_owned);
+            resolve_api_key(KeyLookup::Daemon(&config), env).unwrap()
         };
         let (key, source) = daemon(Some(&config_key), &env);
-        assert_eq!(source, KeySource::Credential(credential));
+        assert_eq!(
+            source,
+            KeySource::Credential {
+                name: CREDENTIAL_NAME.into(),
+                path: credential
+            }
+        );
         assert_eq!(key, ApiKey::new("from-credential").unwrap());
         let (key, source) = daemon(Some(&config_key), &bare);
-        assert_eq!(source, KeySource::KeyFile(config_key));
+        assert_eq!(
+            source,
+            KeySource::File {
+                key: "api.key_file",
+                path: config_key
+            }
+        );
         assert_eq!(key, ApiKey::new("from-config").unwrap());
-        assert_eq!(daemon(None, &bare).1, KeySource::Env);
+        assert_eq!(daemon(None, &bare).1, KeySource::Env(ENV_KEY));
+    }
+
+    #[test]
+    fn a_named_credential_and_a_vault_command_are_key_sources_of_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        key_file(&creds, "joe_key", "from-named-credential");
+        let env = Env::from_pairs([
+            ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+            ("PATH", "/usr/bin:/bin"),
+        ]);
+        let mut config = Config::default();
+        config.api.key_credential = Some("joe_key".into());
+        let (key, source) = resolve_api_key(KeyLookup::Daemon(&config), &env).unwrap();
+        assert_eq!(key, ApiKey::new("from-named-credential").unwrap());
+        assert_eq!(
+            source.to_string(),
+            format!("systemd credential {}", creds.join("joe_key").display())
+        );
+
+        let mut config = Config::default();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-vault.sh");
+        config.api.key_command = Some(vec![script.into(), "key".into(), "from-vault".into()]);
+        let (key, source) = resolve_api_key(KeyLookup::Daemon(&config), &env).unwrap();
+        assert_eq!(key, ApiKey::new("from-vault").unwrap());
+        assert_eq!(source.to_string(), "api.key_command (fake-vault.sh)");
+
+        // Two explicit sources at once are a mistake, not a precedence puzzle.
+        config.api.key_file = Some(dir.path().join("k"));
+        let text = resolve_api_key(KeyLookup::Daemon(&config), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("api.key_file and api.key_command"), "{text}");
     }
 
     #[test]
@@ -428,7 +439,8 @@ mod tests {
             text.contains("JBX_API_KEY") && text.contains("--api-key-file"),
             "{text}"
         );
-        let daemon = KeyLookup::Daemon { key_file: None };
+        let config = Config::default();
+        let daemon = KeyLookup::Daemon(&config);
         let text = resolve_api_key(daemon, &Env::default())
             .unwrap_err()
             .to_string();

@@ -23,6 +23,12 @@ pub enum ConfigError {
     /// The API key is missing, empty, or its file is unsafe.
     #[error("API key: {0}")]
     ApiKey(String),
+    /// Another secret (the report password): its source is missing, unsafe or failed.
+    #[error("{label}: {message}")]
+    Secret {
+        label: &'static str,
+        message: String,
+    },
     /// Settings the API client refuses once it reads them (a CA file that is unreadable or not
     /// PEM, a proxy it cannot use).
     #[error("{0}")]

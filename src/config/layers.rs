@@ -38,6 +38,18 @@ pub const ENV_ACCEPT_TAC: &str = "JBX_ACCEPT_TAC";
 #[derive(Clone, Default)]
 pub struct Env(Vec<(String, String)>);
 
+/// The snapshot holds `JBX_API_KEY` (and a vault's `VAULT_TOKEN`, `BW_SESSION`, …) in clear:
+/// zeroed when dropped, like every other copy of a secret.
+impl Drop for Env {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (name, value) in &mut self.0 {
+            name.zeroize();
+            value.zeroize();
+        }
+    }
+}
+
 impl Env {
     /// The process environment, now.
     pub fn process() -> Self {
@@ -71,7 +83,7 @@ impl Env {
             .map(|(_, v)| v.as_str())
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 }

@@ -14,12 +14,14 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile, Provider};
 
 use super::Config;
-use super::connection::{KeyLookup, KeySource, resolve_api_key};
+use super::connection::{KeyLookup, KeySource, client_settings, resolve_api_key};
 use super::error::ConfigError;
-use super::layers::{Env, jbxd_env_layer, official_env_layer, override_layer};
+use super::layers::{ENV_KEY, Env, jbxd_env_layer, official_env_layer, override_layer};
 use super::origins::{KeyLines, figment_error, find_unknown, leaf_keys, origin_of, rule_error};
+use super::report_password::resolve_report_password;
+use super::secrets::SecretSource;
 use super::validate::validate;
-use crate::api::ApiKey;
+use crate::api::{ApiKey, ClientSettings, Secret};
 
 /// Where `jbxd run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/jbxd/jbxd.toml";
@@ -47,33 +49,47 @@ pub struct Loaded {
     pub origins: BTreeMap<String, String>,
 }
 
-/// [`Loaded`] plus the API key: everything `jbxd run` needs before it opens anything.
+/// [`Loaded`] plus the secrets: everything `jbxd run` needs before it opens anything.
 #[derive(Debug, Clone)]
 pub struct LoadedWithKey {
     pub loaded: Loaded,
     pub api_key: ApiKey,
     pub key_source: KeySource,
+    /// The report password and its source, when one is configured (`[reports]`).
+    pub report_password: Option<(Secret, SecretSource)>,
 }
 
-/// Loads, validates and resolves the API key (what `jbxd run` and `jbxd config check` do).
+impl LoadedWithKey {
+    /// The daemon's client settings: [`client_settings`] with the API key, and the report
+    /// password sent with every submission when `reports.encrypt = true`.
+    pub fn client_settings(&self) -> ClientSettings {
+        let mut settings = client_settings(&self.loaded.config, self.api_key.clone());
+        if self.loaded.config.reports.encrypt {
+            settings.encrypt_password = self.report_password.as_ref().map(|(s, _)| s.clone());
+        }
+        settings
+    }
+}
+
+/// Loads, validates and resolves the secrets (what `jbxd run` and `jbxd config check` do):
+/// the API key and the report password, running their vault commands if they have them.
 pub fn load(opts: &LoadOptions) -> Result<LoadedWithKey, ConfigError> {
     let env = Env::process();
     let mut loaded = load_config_from(opts, &env)?;
-    let lookup = KeyLookup::Daemon {
-        key_file: loaded.config.api.key_file.as_deref(),
-    };
-    let (api_key, key_source) = resolve_api_key(lookup, &env)?;
-    if key_source == KeySource::Env {
+    let (api_key, key_source) = resolve_api_key(KeyLookup::Daemon(&loaded.config), &env)?;
+    if key_source == KeySource::Env(ENV_KEY) {
         loaded.warnings.push(
             "the API key comes from the environment (JBX_API_KEY); under systemd use \
              LoadCredential=jbx_api_key:/etc/jbxd/api_key instead"
                 .into(),
         );
     }
+    let report_password = resolve_report_password(&loaded.config, &env)?;
     Ok(LoadedWithKey {
         loaded,
         api_key,
         key_source,
+        report_password,
     })
 }
 

@@ -4,7 +4,11 @@
 //! Loading (defaults < TOML file < `JBXD_*` environment < flags) is put in order by `load.rs`,
 //! one file per concern beside it: `layers.rs` (the providers), `origins.rs` (where a value came
 //! from), `validate.rs` (rules beyond types), `paths.rs` (`drop_dir` and `data_dir` compared by
-//! where they really are), `connection.rs` (the connection resolver the CLI shares: URL, API key, client settings), `redacted.rs`
+//! where they really are), `connection.rs` (the connection resolver the CLI shares: URL, API key, client settings),
+//! `secrets.rs` (the sources every secret shares: file, credential, vault command),
+//! `vault_command.rs` (running a vault command), `secret_keys.rs` (which keys configure each
+//! secret),
+//! `report_password.rs` (`[reports]`'s password), `redacted.rs`
 //! (the `config check` output), `error.rs` (`ConfigError`, exit 78). This
 //! file is the schema. Durations carry their unit in the key name.
 
@@ -19,17 +23,25 @@ mod load;
 mod origins;
 mod paths;
 mod redacted;
+mod report_password;
+mod secret_keys;
+mod secrets;
 mod validate;
+mod vault_command;
 
 pub use connection::{
-    CREDENTIAL_NAME, Connection, ConnectionFlags, KeyLookup, KeySource, Pace, client,
-    client_settings, command_line, resolve_api_key, settings,
+    Connection, ConnectionFlags, KeyLookup, KeySource, Pace, client, client_settings, command_line,
+    resolve_api_key, settings,
 };
 pub use error::{ConfigError, EXIT_CONFIG};
 pub use layers::{ENV_ACCEPT_TAC, ENV_KEY, ENV_URL, Env};
 pub use load::{DEFAULT_CONFIG_FILE, LoadOptions, Loaded, LoadedWithKey, load, load_config};
 pub use redacted::{check, redacted_toml};
+pub use report_password::{report_password, resolve_report_password, secret_from_flag_file};
+pub use secret_keys::{CREDENTIAL_NAME, api_key_keys, command_options, report_password_keys};
+pub use secrets::{CommandOptions, SecretKeys, SecretSource, resolve_secret};
 pub use validate::validate_schedule;
+pub use vault_command::{CHILD_ENV, CHILD_ENV_PREFIXES};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +61,7 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
+    pub secrets: SecretsConfig,
 }
 
 impl Default for Config {
@@ -65,6 +78,7 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             health: HealthConfig::default(),
             log: LogConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -76,8 +90,15 @@ pub struct ApiConfig {
     /// Server URL or API base (`.../api`).
     pub url: String,
     /// File holding the API key (mode 0600 or stricter). The key may also come from
-    /// `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`) or `JBX_API_KEY`.
+    /// `$CREDENTIALS_DIRECTORY/jbx_api_key` (systemd `LoadCredential=`, which wins when
+    /// present), `key_credential`, `key_command` or `JBX_API_KEY` (`secrets.rs`).
     pub key_file: Option<PathBuf>,
+    /// A systemd credential holding the key, by name (`$CREDENTIALS_DIRECTORY/<name>`).
+    pub key_credential: Option<String>,
+    /// A vault command printing the key on its first stdout line, as an argv array run
+    /// without a shell, e.g. `["pass", "show", "joe/api"]`. Re-run when the server rejects
+    /// the key and on SIGHUP, never per request.
+    pub key_command: Option<Vec<String>>,
     /// Accept Joe Sandbox Cloud's terms and conditions (`accept-tac=1`).
     pub accept_tac: bool,
     /// Extra CA certificates (PEM) for on-premise servers with a private CA.
@@ -96,6 +117,8 @@ impl Default for ApiConfig {
         Self {
             url: crate::api::DEFAULT_SERVER_URL.to_owned(),
             key_file: None,
+            key_credential: None,
+            key_command: None,
             accept_tac: false,
             ca_file: None,
             proxy: None,
@@ -278,6 +301,15 @@ pub struct ReportsConfig {
     pub archives: bool,
     /// Largest report accepted, in bytes.
     pub max_size: u64,
+    /// Ask for encrypted analyses (`encrypt-with-password`) with the report password below;
+    /// their downloads are AES zips kept as they came. Requires a password source.
+    pub encrypt: bool,
+    /// The report password: a file (mode 0600), a systemd credential by name, or a vault
+    /// command (argv array). Used to encrypt when `encrypt = true`, and to open encrypted
+    /// downloads either way. Never in `url_queue` params or on a command line.
+    pub password_file: Option<PathBuf>,
+    pub password_credential: Option<String>,
+    pub password_command: Option<Vec<String>>,
 }
 
 impl Default for ReportsConfig {
@@ -287,6 +319,10 @@ impl Default for ReportsConfig {
             sample: false,
             archives: false,
             max_size: 512 * 1024 * 1024,
+            encrypt: false,
+            password_file: None,
+            password_credential: None,
+            password_command: None,
         }
     }
 }
@@ -306,6 +342,27 @@ impl Default for HealthConfig {
         Self {
             schedule: "0 * * * * *".into(),
             min_free_disk_mb: 1024,
+        }
+    }
+}
+
+/// How vault commands (`*_command`) are run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A command still running after this long is killed (with what it started) and is a
+    /// configuration error.
+    pub command_timeout_secs: u64,
+    /// Environment variables passed to vault commands beyond the built-in list
+    /// (`vault_command::CHILD_ENV`); `JBX*` names are refused.
+    pub command_env: Vec<String>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            command_timeout_secs: 10,
+            command_env: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::secrets::check_keys;
 use super::{ApiConfig, Config};
 use crate::api;
 
@@ -31,15 +32,24 @@ pub(super) fn validate(c: &Config) -> Result<(), (&'static str, String)> {
 
     check_api(&c.api)?;
     // The daemon runs from /, so a relative path would name a file nobody meant.
-    if let Some(path) = &c.api.key_file {
-        absolute("api.key_file", path)?;
-    }
     if let Some(path) = &c.api.ca_file {
         absolute("api.ca_file", path)?;
     }
 
+    check_secrets(c)?;
+
     let mut params = api::SubmissionParams::new();
     for (name, value) in &c.submission.params {
+        if name == api::Param::EncryptWithPassword.name() {
+            return Err((
+                "submission.params",
+                format!(
+                    "`{name}` is a password, which does not belong in the configuration in \
+                         clear: set reports.encrypt = true and reports.password_file (or \
+                         reports.password_credential / reports.password_command)"
+                ),
+            ));
+        }
         params
             .set(name, value)
             .map_err(|e| ("submission.params", e.to_string()))?;
@@ -130,6 +140,63 @@ pub(super) fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         absolute("log.dir", dir)?;
     }
     at_least("log.max_files", c.log.max_files as u64, 1)?;
+    Ok(())
+}
+
+/// The secret sources (`secrets.rs`): at most one per secret, commands with a program,
+/// absolute files, a password for `reports.encrypt`, a sane command timeout and no `JBX*`
+/// variable handed to a command.
+fn check_secrets(c: &Config) -> Result<(), (&'static str, String)> {
+    fn absolute(
+        key: &'static str,
+        path: &Option<std::path::PathBuf>,
+    ) -> Result<(), (&'static str, String)> {
+        match path {
+            Some(p) if !p.is_absolute() => Err((
+                key,
+                format!(
+                    "`{}` must be an absolute path (the daemon runs from /)",
+                    p.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+    check_keys(&super::secret_keys::api_key_keys(&c.api))?;
+    let password = super::secret_keys::report_password_keys(&c.reports);
+    check_keys(&password)?;
+    absolute("api.key_file", &c.api.key_file)?;
+    absolute("reports.password_file", &c.reports.password_file)?;
+    if c.reports.encrypt
+        && password.file.is_none()
+        && password.credential.is_none()
+        && password.command.is_none()
+    {
+        return Err((
+            "reports.encrypt",
+            "needs the report password: set reports.password_file, reports.password_credential \
+             or reports.password_command"
+                .into(),
+        ));
+    }
+    let timeout = c.secrets.command_timeout_secs;
+    if !(1..=300).contains(&timeout) {
+        return Err((
+            "secrets.command_timeout_secs",
+            format!("must be between 1 and 300, got {timeout}"),
+        ));
+    }
+    for name in &c.secrets.command_env {
+        if name.is_empty() || name.contains('=') || name.starts_with("JBX") {
+            return Err((
+                "secrets.command_env",
+                format!(
+                    "`{name}` cannot be passed to a vault command (JBX* variables hold jbxd's \
+                     own secrets)"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -56,9 +56,13 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
             tracing::info!(key_source = %loaded.key_source, "configuration loaded (defaults, no file)")
         }
     }
+    if let Some((_, source)) = &loaded.report_password {
+        tracing::info!(password_source = %source, encrypt = loaded.loaded.config.reports.encrypt, "report password loaded");
+    }
     for warning in &loaded.loaded.warnings {
         tracing::warn!("{warning}");
     }
+    let settings = loaded.client_settings();
     let config = loaded.loaded.config;
 
     let _lock = match startup::take_lock(&config) {
@@ -85,7 +89,7 @@ pub async fn main(opts: DaemonOptions) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let client = match JoeClient::new(config::client_settings(&config, loaded.api_key)) {
+    let client = match JoeClient::new(settings) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the API client");

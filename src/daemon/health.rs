@@ -12,7 +12,8 @@
 //! and what was found; the verification is `storage`'s), [`process`] (the last storage write,
 //! the watcher), [`record`] (storing results, logging changes).
 //!
-//! It runs on `health.schedule` ([`super::health_job`]).
+//! It runs on `health.schedule` ([`super::health_job`]). A rejected key is re-read once per
+//! run before the pause is put in force ([`super::key_reload`]).
 
 use crate::app::{App, PauseReason};
 use crate::intake::watcher::WatcherLiveness;
@@ -119,6 +120,16 @@ pub async fn check(app: &App, watcher: Option<&WatcherLiveness>) -> HealthReport
     let stored_remote = store(app, &report).await;
     report.checks.extend(local.checks);
     report.unrecorded = stored_local.err().or(stored_remote.err());
+    report
+}
+
+/// Only the server's checks (server, key, quota, terms), stored: what a SIGHUP that brought a
+/// new key runs at once, so the rejected-key pause ends without waiting for the schedule.
+pub async fn check_remote(app: &App) -> HealthReport {
+    let mut report = HealthReport::default();
+    check_api(app, &mut report).await;
+    check_terms(app, &mut report).await;
+    report.unrecorded = store(app, &report).await.err();
     report
 }
 

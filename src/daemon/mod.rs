@@ -24,7 +24,7 @@
 //!
 //! This file holds [`run`] and its options; one file per concern holds the rest:
 //! [`bootstrap`] ([`main`]), [`startup`] (lock, database checks), `process` (core dumps,
-//! signals), `workers` (spawning and supervising the workers), `status` (`STATUS=`),
+//! signals), [`key_reload`] (the API key re-read on SIGHUP and after a rejection), `workers` (spawning and supervising the workers), `status` (`STATUS=`),
 //! `watchdog` (`WATCHDOG=1`), [`health`] and [`health_job`] (the checks and their schedule).
 //! Creating `data_dir` and the drop folder is `storage`'s and `intake`'s
 //! ([`Store::create_root`](crate::storage::Store::create_root),
@@ -34,6 +34,7 @@ pub mod db_watch;
 pub mod health;
 pub mod health_job;
 pub mod hold_off;
+pub mod key_reload;
 pub mod lock;
 pub mod notify;
 
@@ -63,7 +64,7 @@ pub use process::{disable_core_dumps, install_signal_handler};
 pub use status::status_line;
 
 pub use db_watch::{DatabaseReplaced, EXIT_DATABASE_REPLACED};
-pub use health::{HealthReport, check, check_once};
+pub use health::{HealthReport, check, check_once, check_remote};
 pub use health_job::{HealthMemory, HealthScheduler};
 pub use lock::{InstanceLock, LockError};
 pub use notify::Notifier;
@@ -158,6 +159,10 @@ pub async fn run(app: App, cancel: CancellationToken, opts: RunOptions) -> anyho
             status_loop(app, notifier, interval, status, stop_token, memory).await;
             Ok(())
         });
+    }
+    {
+        let (app, stop_token) = (app.clone(), stop.clone());
+        workers.spawn("key reload", key_reload::on_hangup(app, stop_token));
     }
     // Pings start after READY=1: systemd ignores earlier ones, and they would claim progress
     // before there was any.

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::api::SubmissionParams;
+use crate::api::{Param, SubmissionParams};
 
 /// The largest `params` text accepted, in bytes. Real parameter objects are a few hundred
 /// bytes; the limit keeps a producer's mistake (a file pasted into the column) from being read
@@ -78,6 +78,14 @@ pub fn parse(text: Option<&str>) -> Result<ItemParams, ParamsError> {
                 _ => return Err(bad(&name, "must be true or false")),
             };
             continue;
+        }
+        if name == Param::EncryptWithPassword.name() {
+            // A row of url_queue is readable by every producer and kept in the database.
+            return Err(bad(
+                &name,
+                "is a password and is not accepted in params: set reports.encrypt = true and \
+                 reports.password_file (or password_credential / password_command) in jbxd.toml",
+            ));
         }
         match &value {
             Value::String(s) => set(&mut out.params, &name, s)?,
@@ -207,5 +215,18 @@ mod tests {
         assert_eq!(r(&huge), "params too large (65552 bytes > 65536)");
         // A secret value is never quoted.
         assert!(!r(r#"{"system-date": "hunter2"}"#).contains("hunter2"));
+    }
+
+    #[test]
+    fn a_report_password_in_params_is_refused_with_a_pointer_to_the_configuration() {
+        let text = parse(Some(r#"{"encrypt-with-password": "hunter2"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("`encrypt-with-password` is a password"),
+            "{text}"
+        );
+        assert!(text.contains("reports.password_file"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }

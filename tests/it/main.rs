@@ -38,3 +38,4 @@ mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]
 mod torture;
+mod vault;

@@ -94,7 +94,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Every value of every row of every table, as text (the `.dump` equivalent).
-async fn dump(db: &Db) -> String {
+pub(crate) async fn dump(db: &Db) -> String {
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
             .fetch_all(db.pool())

@@ -1,6 +1,7 @@
 //! `jbxd config check`: loads the configuration exactly as `jbxd run` does (file, environment,
-//! API key) and prints the effective result as TOML with the key redacted and its source named,
-//! or the first error (exit 78). Nothing is opened or contacted.
+//! API key and report password, vault commands run) and prints the effective result as TOML
+//! with every secret redacted and its source named (file path, credential, command program,
+//! variable), or the first error (exit 78). Nothing is opened or contacted.
 
 use clap::Subcommand;
 
@@ -30,10 +31,17 @@ fn check(context: &Context) -> Result<Outcome, CliError> {
     for warning in &loaded.loaded.warnings {
         eprintln!("warning: {warning}");
     }
+    let password = loaded.report_password.as_ref().map(|(_, source)| source);
     print!(
         "{}",
-        config::redacted_toml(&loaded.loaded, Some(&loaded.key_source))
+        config::redacted_toml(&loaded.loaded, Some(&loaded.key_source), password)
     );
+    // Which source won for each secret, never a value.
+    eprintln!("API key: from {}", loaded.key_source);
+    match password {
+        Some(source) => eprintln!("report password: from {source}"),
+        None => eprintln!("report password: not set"),
+    }
     eprintln!("configuration OK");
     Ok(Outcome::success())
 }

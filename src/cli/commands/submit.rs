@@ -99,7 +99,16 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<Outcome, CliErro
     let urls = checked_urls(&args.urls, "--url", schemes)?;
     let sample_urls = checked_urls(&args.sample_urls, "--sample-url", schemes)?;
     let targets = expand_targets(&args.files, &urls, &sample_urls)?;
-    let client = context.client()?;
+    let client = match args.params.encryption_password()? {
+        None => context.client()?,
+        Some(password) => {
+            // The password travels in the client's settings, never in the parameters.
+            let mut settings =
+                crate::cli::resolve_settings(&context.connection, &crate::config::Env::process())?;
+            settings.encrypt_password = Some(password);
+            crate::config::client(settings)?
+        }
+    };
     let (submitted, failures) = submit_all(&client, &params, targets, args.jobs, context).await;
     finish_items(context, &submitted, &failures, |rows| {
         let mut out = table(&["file/URL", "submission id"]);

@@ -3,6 +3,7 @@
 //! the terms, each putting its pause in force or lifting it. They ask the `api` client only;
 //! during a `Retry-After` hold-off they report it instead of waiting (RELIABILITY.md case 118).
 
+use super::super::key_reload::{self, Reloaded};
 use super::{HealthReport, Status, set_pause};
 use crate::api::{ApiError, ApiErrorKind, HoldOff};
 use crate::app::{App, PauseReason};
@@ -99,8 +100,32 @@ fn is_key_refusal(e: &ApiError) -> bool {
 }
 
 /// The key (and, on the cloud, the quota): `account/info`, or `server/info` on on-premise
-/// servers that do not have `account/info`.
+/// servers that do not have `account/info`. A rejected key is re-read from its source (a
+/// rotated key file, credential or vault secret) and, when it changed, checked once more.
 async fn check_account(app: &App, report: &mut HealthReport) {
+    let mut attempt = HealthReport::default();
+    let Some(mut rejected) = check_account_once(app, &mut attempt).await else {
+        report.checks.extend(attempt.checks);
+        return;
+    };
+    let reloaded = key_reload::reload_key(app).await;
+    if matches!(reloaded, Reloaded::Changed(_)) {
+        attempt = HealthReport::default();
+        match check_account_once(app, &mut attempt).await {
+            None => {
+                report.checks.extend(attempt.checks);
+                return;
+            }
+            Some(again) => rejected = again,
+        }
+    }
+    key_invalid(app, report, &reloaded.rejected_detail(&rejected)).await;
+    report.checks.extend(attempt.checks);
+}
+
+/// One try of [`check_account`]: `Some(server message)` when the key was rejected (nothing
+/// recorded for the key yet).
+async fn check_account_once(app: &App, report: &mut HealthReport) -> Option<String> {
     match app.client.account_info().await {
         Ok(info) => {
             key_valid(app, report).await;
@@ -139,7 +164,7 @@ async fn check_account(app: &App, report: &mut HealthReport) {
                 }
             }
         }
-        Err(e) if is_key_refusal(&e) => key_invalid(app, report, &e).await,
+        Err(e) if is_key_refusal(&e) => return Some(e.server_message()),
         Err(e)
             if matches!(
                 e.kind(),
@@ -153,12 +178,13 @@ async fn check_account(app: &App, report: &mut HealthReport) {
                     set_pause(app, PauseReason::QuotaExceeded, false, "").await;
                     report.push("quota", Status::Ok, "not applicable (on-premise)");
                 }
-                Err(e) if is_key_refusal(&e) => key_invalid(app, report, &e).await,
+                Err(e) if is_key_refusal(&e) => return Some(e.server_message()),
                 Err(e) => report.push("api_key", Status::Degraded, format!("cannot check: {e}")),
             }
         }
         Err(e) => report.push("api_key", Status::Degraded, format!("cannot check: {e}")),
     }
+    None
 }
 
 async fn key_valid(app: &App, report: &mut HealthReport) {
@@ -166,9 +192,8 @@ async fn key_valid(app: &App, report: &mut HealthReport) {
     report.push("api_key", Status::Ok, "accepted");
 }
 
-async fn key_invalid(app: &App, report: &mut HealthReport, e: &ApiError) {
-    let detail = format!("refused: {}", e.server_message());
-    set_pause(app, PauseReason::InvalidApiKey, true, &detail).await;
+async fn key_invalid(app: &App, report: &mut HealthReport, detail: &str) {
+    set_pause(app, PauseReason::InvalidApiKey, true, detail).await;
     report.push("api_key", Status::Failed, detail);
 }
 
