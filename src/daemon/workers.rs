@@ -58,11 +58,16 @@ pub(super) fn spawn_workers(workers: &mut Workers, app: &App, cancel: &Cancellat
         "download",
         pipeline::download::run(app.clone(), cancel.clone()),
     );
-    // The report password of encrypted analyses is not configured yet (issue 14): their
-    // AES-zipped reports are recorded as failed to index, with the opener's reason.
+    // The report password opens the AES zips of encrypted analyses. Start-up already resolved
+    // it once (a bad source stops the daemon there); if it cannot be had now, such reports are
+    // recorded as failed to index with the opener's reason, and nothing else changes.
+    let password = crate::config::report_password(&app.config).unwrap_or_else(|error| {
+        tracing::warn!(%error, "report password unavailable; encrypted reports are not indexed");
+        None
+    });
     workers.spawn(
         index::worker::WORKER,
-        index::worker::run(app.clone(), index::READ_REPORT, None, cancel.clone()),
+        index::worker::run(app.clone(), index::READ_REPORT, password, cancel.clone()),
     );
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ingest::{Extract, index_analysis};
+use crate::api::Secret;
 use crate::app::{App, StepOutcome};
 use crate::db::indicators::{self, Replaced};
 use crate::worker::{self, Turn, Worker};
@@ -34,12 +35,13 @@ const STEP_BACKOFF: worker::Backoff = worker::Backoff {
     cap: Duration::from_secs(60),
 };
 
-/// Runs the index worker until `cancel` fires. `password` opens the reports of encrypted
-/// analyses (`None`: such reports are recorded as failed with the opener's reason).
+/// Runs the index worker until `cancel` fires. `password` (the configured report password)
+/// opens the reports of encrypted analyses; without it such reports are recorded as failed
+/// with the opener's reason.
 pub async fn run(
     app: App,
     extract: Extract,
-    password: Option<Vec<u8>>,
+    password: Option<Secret>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let worker = Worker {
@@ -52,7 +54,8 @@ pub async fn run(
     worker::run(
         worker,
         || async {
-            let outcome = run_once(&app, extract, password.as_deref()).await?;
+            let outcome =
+                run_once(&app, extract, password.as_ref().map(Secret::expose_bytes)).await?;
             let next = match outcome {
                 StepOutcome::Worked(_) => None,
                 StepOutcome::Idle => Some(IDLE),

@@ -47,6 +47,8 @@ pub async fn run(
 ) -> Result<Outcome, CliError> {
     let IndexCommand::Rebuild(args) = command;
     let (config, db) = open(context).await?;
+    let password = crate::config::report_password(&config).map_err(CliError::Config)?;
+    let password = password.as_ref().map(crate::api::Secret::expose_bytes);
     let webids = indicators::analyses_with_stored_reports(&db, args.webid.as_deref())
         .await
         .map_err(db_failed)?;
@@ -58,8 +60,7 @@ pub async fn run(
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for webid in webids {
-        // The report password of encrypted analyses: not configured yet (issue 14).
-        let indexed = index_analysis(&db, &config.data_dir, &webid, None, extract)
+        let indexed = index_analysis(&db, &config.data_dir, &webid, password, extract)
             .await
             .map_err(db_failed)?;
         for (report, reason) in &indexed.failed {
