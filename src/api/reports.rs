@@ -1,6 +1,8 @@
 //! The report types of `analysis/download`: the one list the CLI, the configuration check and
 //! the download worker use, and the file extension of each.
 
+use super::report::ReportFormat;
+
 /// Report type names and what is known about them. A name is text (`"irjsonfixed"`): the
 /// configuration and the command line carry names, and a server newer than this build may
 /// offer types this list does not know (the CLI passes those through; the server decides).
@@ -74,6 +76,18 @@ impl ReportType {
         name == Self::SAMPLE
     }
 
+    /// The syntax a report type is rendered in, for the types `report::parse` reads (the full
+    /// and incident reports); `None` for every other type (HTML, PDF, STIX, archives, ...).
+    pub fn format(name: &str) -> Option<ReportFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" | "jsonfixed" | "lightjson" | "lightjsonfixed" | "irjson" | "irjsonfixed" => {
+                Some(ReportFormat::Json)
+            }
+            "xml" | "lightxml" | "irxml" => Some(ReportFormat::Xml),
+            _ => None,
+        }
+    }
+
     /// The extension of a type's file (a fixed table; unknown types are `bin`).
     pub fn extension(name: &str) -> &'static str {
         let t = name.to_ascii_lowercase();
@@ -114,6 +128,35 @@ mod tests {
             ("SAMPLE", "bin"),
         ] {
             assert_eq!(ReportType::extension(t), ext, "{t}");
+        }
+    }
+
+    #[test]
+    fn only_the_full_and_incident_reports_have_a_format_to_parse() {
+        for t in [
+            "json",
+            "jsonfixed",
+            "lightjson",
+            "LightJsonFixed",
+            "irjson",
+            "irjsonfixed",
+        ] {
+            assert_eq!(ReportType::format(t), Some(ReportFormat::Json), "{t}");
+        }
+        for t in ["xml", "lightxml", "irxml"] {
+            assert_eq!(ReportType::format(t), Some(ReportFormat::Xml), "{t}");
+        }
+        for t in [
+            "iocjson",
+            "classxml",
+            "clusterxml",
+            "iocxml",
+            "html",
+            "misp",
+            "stix",
+            "bins",
+        ] {
+            assert_eq!(ReportType::format(t), None, "{t}");
         }
     }
 

@@ -156,6 +156,15 @@ pub(crate) fn system_arch(name: &str) -> &'static str {
         .map_or("WINDOWS", |(_, _, arch)| arch)
 }
 
+/// The description of a system (with its HTML), for the reports' `systemdescription`; an
+/// unknown name describes itself.
+pub(crate) fn system_description(name: &str) -> &str {
+    SYSTEMS
+        .iter()
+        .find(|(known, _, _)| *known == name)
+        .map_or(name, |(_, description, _)| description)
+}
+
 /// How a submission parameter's value is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ParamKind {

@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use md5::Md5;
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
@@ -26,31 +26,56 @@ const MEMORY_PART_LIMIT: usize = 64 << 20;
 /// How many leading bytes of a file are kept for type sniffing.
 const HEAD_LEN: usize = 64;
 
-/// Hashes, size, markers and leading bytes of a file, computed in one pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Hashes, size, entropy, markers and leading bytes of a file, computed in one pass.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FileFacts {
     pub(crate) size: u64,
     pub(crate) md5: String,
     pub(crate) sha1: String,
     pub(crate) sha256: String,
+    /// For the full report's `fileinfo`, which lists SHA-512 too.
+    pub(crate) sha512: String,
+    /// Shannon entropy in bits per byte (0–8), the full report's `fileinfo/entropy`.
+    pub(crate) entropy: f64,
     pub(crate) markers: Markers,
     pub(crate) head: Vec<u8>,
 }
 
 /// Incremental computation of [`FileFacts`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Digester {
     sha256: Sha256,
+    sha512: Sha512,
     sha1: Sha1,
     md5: Md5,
+    byte_counts: [u64; 256],
     scanner: MarkerScanner,
     size: u64,
     head: Vec<u8>,
 }
 
+impl Default for Digester {
+    fn default() -> Self {
+        Self {
+            sha256: Sha256::default(),
+            sha512: Sha512::default(),
+            sha1: Sha1::default(),
+            md5: Md5::default(),
+            byte_counts: [0; 256],
+            scanner: MarkerScanner::default(),
+            size: 0,
+            head: Vec::new(),
+        }
+    }
+}
+
 impl Digester {
     pub(crate) fn update(&mut self, data: &[u8]) {
         self.sha256.update(data);
+        self.sha512.update(data);
+        for &byte in data {
+            self.byte_counts[usize::from(byte)] += 1;
+        }
         self.sha1.update(data);
         self.md5.update(data);
         self.scanner.update(data);
@@ -67,10 +92,28 @@ impl Digester {
             md5: hex::encode(self.md5.finalize()),
             sha1: hex::encode(self.sha1.finalize()),
             sha256: hex::encode(self.sha256.finalize()),
+            sha512: hex::encode(self.sha512.finalize()),
+            entropy: entropy(&self.byte_counts, self.size),
             markers: self.scanner.markers(),
             head: self.head,
         }
     }
+}
+
+/// Shannon entropy of a byte histogram, in bits per byte.
+fn entropy(counts: &[u64; 256], total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let total = total as f64;
+    counts
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| {
+            let p = n as f64 / total;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// A sample streamed to disk. The file is deleted when this value is dropped, so whoever owns it
@@ -329,6 +372,12 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(facts.head, b"abc");
+        assert!(
+            facts.sha512.starts_with("ddaf35a193617aba"),
+            "{}",
+            facts.sha512
+        );
+        assert!((facts.entropy - 3f64.log2()).abs() < 1e-9);
     }
 
     #[test]

@@ -27,6 +27,11 @@
 //!   `xml` type of file analyses, `class-<md5>.html`, `dump-<md5>.pcap` (`dump-<id>.pcap` for
 //!   URLs), `<type>-<webid>.zip` for archives, `<webid>.dontrun` for `sample`, the cookbook name
 //!   for `cookbook`. Always `Content-Disposition: attachment; filename="<name>";`.
+//! * **Report shapes** follow real reports (see `reports/full.rs` and `reports/incident.rs` for
+//!   the trees). Where real ones are not known, the simulator chooses: light reports drop the
+//!   per-process call lists; an empty flagged container is `null` in plain `json` too; an IR
+//!   report without signatures has `signatures: null`; `classxml`/`clusterxml` are the light
+//!   report with their own `reporttype`, and `iocxml`/`iocjson` the indicator sections only.
 //! * **Empty input**: a 0-byte `sample`, an archive without files, and a chunked submission that
 //!   has received no chunk (jbxapi sends `chunk-count` 0 and nothing else for a 0-byte file)
 //!   are `finished` at once with `most_relevant_analysis: null` and `analyses: []`. A first chunk
@@ -84,6 +89,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Fault, FaultController, FaultRule};
+pub use reports::write_report_document;
 
 use clock::SimClock;
 use state::Store;

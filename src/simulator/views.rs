@@ -8,7 +8,8 @@ use super::clock::{SimInstant, iso8601};
 use super::state::{Analysis, Progress, Store, Submission};
 use super::verdict::Detection;
 
-/// One run per system; all runs of an analysis share its verdict.
+/// One run per system; all runs of an analysis share its verdict. `yara` says whether the run's
+/// report lists YARA hits (it does for malicious and suspicious analyses).
 pub(crate) fn runs_json(analysis: &Analysis, progress: Progress) -> Vec<Value> {
     let (detection, score) = analysis.current_verdict(progress);
     let finished = progress == Progress::Finished;
@@ -20,7 +21,7 @@ pub(crate) fn runs_json(analysis: &Analysis, progress: Progress) -> Vec<Value> {
                 "detection": detection.as_str(),
                 "error": if finished { analysis.verdict.run_error.clone() } else { None },
                 "system": system,
-                "yara": finished && detection == Detection::Malicious,
+                "yara": finished && detection >= Detection::Suspicious,
                 "sigma": finished && detection >= Detection::Suspicious,
                 "suricata": finished && analysis.url().is_some() && detection == Detection::Malicious,
                 "score": score,
@@ -64,7 +65,8 @@ pub(crate) fn analysis_json(
         "threatname": if finished { analysis.verdict.threatname.as_str() } else { "" },
         "score": score,
         "detection": detection.as_str(),
-        "has_malwareconfig": false,
+        // The reports carry a malware configuration exactly for malicious analyses.
+        "has_malwareconfig": finished && detection == Detection::Malicious,
         "runs": runs_json(analysis, progress),
     })
 }

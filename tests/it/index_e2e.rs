@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use jbxd::daemon::{self, Notifier, RunOptions};
+use jbxd::db::indicators::{self, SightingFilter};
 use jbxd::db::{self, Db, ItemState};
+use jbxd::ioc::lookup_forms;
 use jbxd::simulator::SimConfig;
 use jbxd::testing::{TestEnv, wait_until};
 use tokio_util::sync::CancellationToken;
@@ -55,19 +57,65 @@ async fn the_daemon_indexes_the_reports_of_a_finished_item() {
     assert!(settled, "not indexed: {states:#?}");
     cancel.cancel();
     daemon.await.unwrap().unwrap();
-    // Default report types: html (not read by the index), irjsonfixed and xml.
+    // Default report types: html (not read by the index), irjsonfixed and xml, both read.
     let by_type = |t: &str| states.iter().find(|(ty, _, _)| ty == t).unwrap().clone();
     assert_eq!(by_type("html").1.as_deref(), Some("not_indexable"));
     for t in ["irjsonfixed", "xml"] {
-        let (_, state, error) = by_type(t);
-        assert!(
-            matches!(state.as_deref(), Some("indexed" | "failed")),
-            "{t}: {state:?}"
-        );
-        assert_eq!(
-            state.as_deref() == Some("failed"),
-            error.is_some(),
-            "{t}: {error:?}"
-        );
+        assert_eq!(by_type(t), (t.to_owned(), Some("indexed".to_owned()), None));
     }
+    // The daemon closed its pool when it stopped.
+    let db = Db::open_existing(&env.app.config.db_path()).await.unwrap();
+    let webid: String = sqlx::query_scalar("SELECT webid FROM analyses")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<bool>, Option<bool>, String)> = sqlx::query_as(
+        "SELECT kind, value, malicious, private, report_type FROM iocs WHERE webid = ?",
+    )
+    .bind(&webid)
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let kinds: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    for kind in ["domain", "ip", "sha256"] {
+        assert!(kinds.contains(kind), "no {kind} indexed: {rows:#?}");
+    }
+    assert!(
+        rows.iter().any(|r| r.0 == "ip" && r.3 == Some(true)),
+        "the private address: {rows:#?}"
+    );
+    assert!(rows.iter().any(|r| r.2 == Some(true)), "{rows:#?}");
+    // Values are in their normal form, whatever case the reports use.
+    for (kind, value, ..) in &rows {
+        if kind != "file_name" && kind != "url" {
+            assert_eq!(value, &value.to_lowercase(), "{kind}");
+        }
+    }
+    let techniques: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM attack_techniques WHERE webid = ?")
+            .bind(&webid)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(techniques > 0);
+    // The item's own hash is found as pasted (upper case) and joined to the verdict.
+    let sha256 = db::items::list(&db, 1).await.unwrap()[0]
+        .sha256
+        .clone()
+        .unwrap();
+    let found = indicators::sightings(
+        &db,
+        &SightingFilter {
+            values: Some(lookup_forms(&sha256.to_uppercase(), None)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !found.is_empty(),
+        "the sample's sha256 is not in the index: {rows:#?}"
+    );
+    assert_eq!(found[0].detection.as_deref(), Some("malicious"));
+    assert_eq!(found[0].item_name.as_deref(), Some("evil.exe"));
 }

@@ -32,8 +32,10 @@ mod pipeline;
 mod properties;
 mod query_plans;
 mod reliability_b;
+mod report_parse;
 mod scale;
 mod secrets;
+mod sim_reports;
 mod simulator;
 mod structure;
 #[cfg(feature = "fault-injection")]

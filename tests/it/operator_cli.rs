@@ -1116,7 +1116,7 @@ async fn xpath_search_finds_the_malicious_sample_by_hash_and_by_verdict() {
             "analysis",
             "search",
             "--xpath",
-            "detection[malicious='true']",
+            "signaturedetections/strategy[@name='empiric']/detection[text()='MAL']",
         ],
         &[],
     )
@@ -1138,7 +1138,7 @@ async fn xpath_search_finds_the_malicious_sample_by_hash_and_by_verdict() {
             "analysis",
             "search",
             "--xpath",
-            "detection[malicious='true']",
+            "signaturedetections/strategy[@name='empiric']/detection[text()='MAL']",
         ],
         &[],
     )

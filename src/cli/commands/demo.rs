@@ -182,7 +182,7 @@ async fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
         if let Some(file) = &operator_config {
             println!(
                 "look around: jbxd --config {} status  (or: reports, analysis search --xpath \
-                 \"detection[malicious='true']\")",
+                 \"/analysis/signaturedetections/strategy[@name='empiric']/detection[text()='MAL']\")",
                 file.display()
             );
         }

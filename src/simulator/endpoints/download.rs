@@ -73,6 +73,10 @@ pub(super) async fn download(
                 crate::simulator::state::Subject::File(file) => Some(Arc::clone(file)),
                 _ => None,
             },
+            facts: match &analysis.subject {
+                crate::simulator::state::Subject::File(file) => Some(file.facts.clone()),
+                _ => None,
+            },
             verdict: analysis.verdict.clone(),
             comments: analysis.comments.clone(),
             tags: analysis.tags.clone(),

@@ -50,15 +50,20 @@ fn members(kind: ArchiveKind, input: &ReportInput) -> Result<Vec<(String, Vec<u8
     };
     Ok(match kind {
         ArchiveKind::Bins => {
-            if input.file.is_none() || !input.verdict.dropped_files() {
+            // The files the reports list under `droppedinfo` / `dropped`, named by SHA-256.
+            let dropped = super::iocs::iocs(input).dropped;
+            if dropped.is_empty() {
                 return Err(ApiError::invalid(
                     "The analysis did not drop anything (no dropped files available).",
                 ));
             }
-            vec![(hex::encode(seed), fake_pe("dropped file"))]
+            dropped
+                .into_iter()
+                .map(|file| (file.member, file.content))
+                .collect()
         }
         ArchiveKind::UnpackPe => {
-            if input.file.is_none() {
+            if input.facts.is_none() {
                 return Err(ApiError::invalid(
                     "The analysis did not unpack any PE file.",
                 ));
@@ -125,15 +130,47 @@ pub(crate) fn zip(kind: ArchiveKind, input: &ReportInput) -> Result<Bytes, ApiEr
     Ok(Bytes::from(cursor.into_inner()))
 }
 
-/// A valid libpcap file with one DNS query for the analysed host.
+/// A valid libpcap file with one DNS query per domain the reports say the analysis contacted
+/// (the analysed host, or a placeholder, when there is none).
 pub(crate) fn pcap(input: &ReportInput) -> Bytes {
-    let host = input
-        .url
-        .as_deref()
-        .and_then(super::json::host_of)
-        .unwrap_or_else(|| "sim.jbxd.invalid".to_owned());
+    let mut hosts: Vec<String> = super::iocs::iocs(input)
+        .domains
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    if hosts.is_empty() {
+        hosts.push(
+            input
+                .url
+                .as_deref()
+                .and_then(super::iocs::host_of)
+                .unwrap_or_else(|| "sim.jbxd.invalid".to_owned()),
+        );
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+    let seconds = u32::try_from(input.time.timestamp().max(0)).unwrap_or(u32::MAX);
+    for (i, host) in hosts.iter().enumerate() {
+        let frame = dns_frame((input.webid as u16).wrapping_add(i as u16), host);
+        out.extend_from_slice(&seconds.to_le_bytes());
+        out.extend_from_slice(&(50_000 * i as u32).to_le_bytes()); // 50 ms apart
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    Bytes::from(out)
+}
+
+/// An Ethernet frame with a DNS `A` query for `host` from the sandbox to its resolver.
+fn dns_frame(transaction: u16, host: &str) -> Vec<u8> {
     let mut dns = Vec::new();
-    dns.extend_from_slice(&(input.webid as u16).to_be_bytes()); // transaction id
+    dns.extend_from_slice(&transaction.to_be_bytes());
     dns.extend_from_slice(&[0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0]); // RD, 1 question
     for label in host.split('.').filter(|l| !l.is_empty()) {
         let label = &label.as_bytes()[..label.len().min(63)];
@@ -167,22 +204,7 @@ pub(crate) fn pcap(input: &ReportInput) -> Bytes {
     ];
     frame.extend_from_slice(&[0x08, 0x00]);
     frame.extend_from_slice(&ip);
-
-    let mut out = Vec::with_capacity(24 + 16 + frame.len());
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
-    let seconds = u32::try_from(input.time.timestamp().max(0)).unwrap_or(u32::MAX);
-    out.extend_from_slice(&seconds.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    out.extend_from_slice(&frame);
-    Bytes::from(out)
+    frame
 }
 
 fn ipv4_checksum(header: &[u8]) -> u16 {
@@ -208,11 +230,21 @@ mod tests {
         let input = file_input(dir.path(), "a.exe", b"JBXD-MALICIOUS");
         let bytes = zip(ArchiveKind::Bins, &input).expect("bins");
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
-        assert_eq!(archive.len(), 1);
-        let mut member = archive.by_index_decrypt(0, b"infected").expect("decrypt");
-        let mut data = Vec::new();
-        member.read_to_end(&mut data).expect("read");
-        assert!(data.starts_with(b"MZ"));
+        let dropped = crate::simulator::reports::iocs::iocs(&input).dropped;
+        assert_eq!(archive.len(), dropped.len());
+        for (i, file) in dropped.iter().enumerate() {
+            let mut member = archive.by_index_decrypt(i, b"infected").expect("decrypt");
+            assert_eq!(
+                member.name().expect("name"),
+                file.sha256.as_str(),
+                "members are named by their SHA-256"
+            );
+            let mut data = Vec::new();
+            member.read_to_end(&mut data).expect("read");
+            assert!(data.starts_with(b"MZ"));
+            use sha2::{Digest, Sha256};
+            assert_eq!(hex::encode(Sha256::digest(&data)), file.sha256);
+        }
     }
 
     #[test]
@@ -237,6 +269,24 @@ mod tests {
         assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
         let ip = &bytes[24 + 16 + 14..24 + 16 + 14 + 20];
         assert_eq!(ipv4_checksum(ip), 0, "checksum over a valid header is zero");
+    }
+
+    #[test]
+    fn the_pcap_asks_for_every_domain_the_reports_list() {
+        let input = url_input("http://evil.example/x");
+        let bytes = pcap(&input);
+        for domain in crate::simulator::reports::iocs::iocs(&input).domains {
+            let mut wire = Vec::new();
+            for label in domain.name.split('.') {
+                wire.push(label.len() as u8);
+                wire.extend_from_slice(label.as_bytes());
+            }
+            assert!(
+                bytes.windows(wire.len()).any(|w| w == wire.as_slice()),
+                "{}",
+                domain.name
+            );
+        }
     }
 
     #[test]

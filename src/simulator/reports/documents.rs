@@ -29,22 +29,13 @@ pub(crate) fn file_type(head: &[u8]) -> &'static str {
     }
 }
 
-/// The signatures that "fired", with their scores; a function of the verdict only.
-pub(crate) fn signatures(input: &ReportInput) -> Vec<(&'static str, u32)> {
-    let mut sigs = Vec::new();
-    match input.detection() {
-        Detection::Malicious => {
-            sigs.push(("Antivirus detection for submitted file", 100));
-            sigs.push(("Drops PE files", 30));
-        }
-        Detection::Suspicious => sigs.push(("Sample contains suspicious strings", 50)),
-        _ => {}
-    }
-    if input.url.is_some() {
-        sigs.push(("Performs DNS lookups", 0));
-    }
-    sigs.push(("Creates files inside the user directory", 0));
-    sigs
+/// The signatures that "fired" with their impact, as the reports list them.
+pub(crate) fn signatures(input: &ReportInput) -> Vec<(String, u32)> {
+    super::iocs::iocs(input)
+        .signatures
+        .into_iter()
+        .map(|s| (s.desc, s.impact))
+        .collect()
 }
 
 fn html_escape(text: &str) -> String {
@@ -72,6 +63,7 @@ pub(crate) fn html(title: &str, download_type: &str, input: &ReportInput) -> (St
         ("Start time", iso8601(&input.time)),
         ("Duration", input.duration_text()),
         ("Comments", input.comments.clone()),
+        ("Tags", input.tags.join(", ")),
     ];
     let mut head = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n\
@@ -88,8 +80,11 @@ pub(crate) fn html(title: &str, download_type: &str, input: &ReportInput) -> (St
         ));
     }
     head.push_str("</table>\n<h2>Signatures</h2>\n<ul>\n");
-    for (name, score) in signatures(input) {
-        head.push_str(&format!("<li>{} ({score})</li>\n", html_escape(name)));
+    for (name, impact) in signatures(input) {
+        head.push_str(&format!(
+            "<li>{} (impact {impact})</li>\n",
+            html_escape(&name)
+        ));
     }
     head.push_str("</ul>\n<!--");
     (head, "-->\n</body>\n</html>\n".to_owned())
@@ -165,9 +160,9 @@ pub(crate) fn strings(which: &str, input: &ReportInput) -> Bytes {
         "# Joe Sandbox Simulator {which} strings of analysis {}\n",
         input.webid
     );
-    if let Some(file) = &input.file {
+    if let Some(facts) = &input.facts {
         let mut current = String::new();
-        for &byte in &file.facts.head {
+        for &byte in &facts.head {
             if byte.is_ascii_graphic() || byte == b' ' {
                 current.push(char::from(byte));
             } else {
@@ -200,8 +195,8 @@ pub(crate) fn strings(which: &str, input: &ReportInput) -> Bytes {
 }
 
 pub(crate) fn yara(input: &ReportInput) -> Bytes {
-    let condition = match &input.file {
-        Some(file) => format!("filesize == {}", file.facts.size),
+    let condition = match &input.facts {
+        Some(facts) => format!("filesize == {}", facts.size),
         None => "any of them".to_owned(),
     };
     let marker = match input.detection() {

@@ -1,140 +1,12 @@
-//! JSON renderings: the `{"analysis": {...}}` reports (full, light, IR; `*fixed` keeps every
-//! list an array, the plain variants collapse one-element lists into objects as the service's
-//! XML-to-JSON conversion does) and the IOC/STIX/MISP/MAEC/graph exports.
+//! JSON exports that are not Joe's XML→JSON reports: STIX, MISP, MAEC and the behaviour graph.
+//! They show the same indicators as the reports ([`super::iocs`]).
 
 use serde_json::{Value, json};
 
 use super::ReportInput;
-use super::documents;
+use super::iocs::iocs;
 use crate::simulator::clock::iso8601;
 use crate::simulator::verdict::Detection;
-
-fn detection(input: &ReportInput) -> Value {
-    let d = input.detection();
-    json!({
-        "malicious": d == Detection::Malicious,
-        "suspicious": d == Detection::Suspicious,
-        "clean": d == Detection::Clean,
-        "unknown": d == Detection::Unknown,
-        "score": input.verdict.score,
-        "minscore": 0,
-        "maxscore": 100,
-    })
-}
-
-/// Non-fixed variants turn one-element lists into the element itself.
-fn list(items: Vec<Value>, fixed: bool) -> Value {
-    if !fixed && items.len() == 1 {
-        items.into_iter().next().unwrap_or(Value::Null)
-    } else {
-        Value::Array(items)
-    }
-}
-
-pub(crate) fn report(reporttype: &str, fixed: bool, input: &ReportInput) -> Value {
-    let url = input.url.clone().unwrap_or_default();
-    let sample = if input.url.is_some() {
-        String::new()
-    } else {
-        input.filename.clone()
-    };
-    let signatures: Vec<Value> = documents::signatures(input)
-        .into_iter()
-        .map(|(name, score)| json!({"@name": name, "score": score}))
-        .collect();
-    let mut analysis = json!({
-        "id": input.webid,
-        "version": "40.0.0 Simulated Sapphire",
-        "product": input.product,
-        "reporttype": reporttype,
-        "sample": sample,
-        "url": url,
-        "cookbook": input.scriptname,
-        "system": input.system,
-        "arch": input.arch,
-        "hashes": {"md5": input.md5(), "sha1": input.sha1(), "sha256": input.sha256()},
-        "detection": detection(input),
-        "confidence": {"score": 4, "minscore": 0, "maxscore": 5, "expertadviceneeded": false},
-        "threatname": input.verdict.threatname,
-        "generalinfo": {
-            "id": input.webid,
-            "version": "40.0.0 Simulated Sapphire",
-            "product": input.product,
-            "reporttype": reporttype,
-            "startdate": input.time.format("%d/%m/%Y").to_string(),
-            "starttime": input.time.format("%H:%M:%S").to_string(),
-            "time": iso8601(&input.time),
-            "duration": input.duration_text(),
-            "target": {"sample": sample, "url": url, "cookbook": input.scriptname},
-            "system": input.system,
-            "arch": input.arch,
-            "comments": input.comments,
-            "tags": input.tags,
-        },
-        "signaturedetections": {"strategy": list(vec![json!({"@name": "empiric", "sig": list(signatures, fixed)})], fixed)},
-        "contacted": {"domains": list(contacted_domains(input), fixed), "ips": []},
-        "dropped": {"hash": list(dropped(input), fixed)},
-        "errors": input.verdict.run_error.as_ref().map(|e| json!({"error": [e]})),
-    });
-    if let Some(file) = &input.file {
-        analysis["fileinfo"] = json!({
-            "filename": input.filename,
-            "md5": file.facts.md5,
-            "sha1": file.facts.sha1,
-            "sha256": file.facts.sha256,
-            "filesize": file.facts.size,
-            "filetype": documents::file_type(&file.facts.head),
-        });
-    }
-    json!({ "analysis": analysis })
-}
-
-fn contacted_domains(input: &ReportInput) -> Vec<Value> {
-    match input.url.as_deref().and_then(host_of) {
-        Some(host) => vec![json!({
-            "@name": host,
-            "@ip": "192.0.2.10",
-            "@malicious": input.detection() == Detection::Malicious,
-        })],
-        None => Vec::new(),
-    }
-}
-
-fn dropped(input: &ReportInput) -> Vec<Value> {
-    if input.file.is_some() && input.verdict.dropped_files() {
-        let seed = input.seed("dropped");
-        vec![
-            json!({"@file": "C:\\Users\\user\\AppData\\Local\\Temp\\dropped_1.bin", "@sha256": hex::encode(seed)}),
-        ]
-    } else {
-        Vec::new()
-    }
-}
-
-/// The host part of a URL, without a port or credentials.
-pub(crate) fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit('@').next()?;
-    let host = host.split(':').next()?;
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-pub(crate) fn ioc(input: &ReportInput) -> Value {
-    let urls: Vec<Value> = input
-        .url
-        .iter()
-        .map(|url| json!({"@name": url, "@malicious": input.detection() == Detection::Malicious}))
-        .collect();
-    json!({"analysis": {
-        "id": input.webid,
-        "detection": detection(input),
-        "urlinfo": {"url": urls},
-        "domaininfo": {"domain": contacted_domains(input)},
-        "ipinfo": {"ip": []},
-        "droppedinfo": {"hash": dropped(input)},
-    }})
-}
 
 /// A deterministic UUID-shaped id for STIX objects.
 fn uuid(input: &ReportInput, purpose: &str) -> String {
@@ -149,29 +21,65 @@ fn uuid(input: &ReportInput, purpose: &str) -> String {
     )
 }
 
+fn stix_quote(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// STIX 2.1: one indicator for the sample (or URL), one per contacted IOC and dropped file.
 pub(crate) fn stix(input: &ReportInput) -> Value {
-    let pattern = match &input.url {
-        Some(url) => format!(
-            "[url:value = '{}']",
-            url.replace('\\', "\\\\").replace('\'', "\\'")
-        ),
+    let main = match &input.url {
+        Some(url) => format!("[url:value = '{}']", stix_quote(url)),
         None => format!("[file:hashes.'SHA-256' = '{}']", input.sha256()),
     };
+    let iocs = iocs(input);
+    let mut patterns = vec![(input.filename.clone(), main)];
+    for domain in &iocs.domains {
+        patterns.push((
+            domain.name.clone(),
+            format!("[domain-name:value = '{}']", stix_quote(&domain.name)),
+        ));
+    }
+    for ip in iocs.ips.iter().filter(|ip| !ip.private) {
+        patterns.push((ip.ip.clone(), format!("[ipv4-addr:value = '{}']", ip.ip)));
+    }
+    for url in iocs
+        .urls
+        .iter()
+        .filter(|u| Some(&u.name) != input.url.as_ref())
+    {
+        patterns.push((
+            url.name.clone(),
+            format!("[url:value = '{}']", stix_quote(&url.name)),
+        ));
+    }
+    for file in &iocs.dropped {
+        patterns.push((
+            file.path.clone(),
+            format!("[file:hashes.'SHA-256' = '{}']", file.sha256),
+        ));
+    }
+    let objects: Vec<Value> = patterns
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, pattern))| {
+            json!({
+                "type": "indicator",
+                "spec_version": "2.1",
+                "id": format!("indicator--{}", uuid(input, &format!("indicator{i}"))),
+                "created": iso8601(&input.time),
+                "modified": iso8601(&input.time),
+                "name": name,
+                "pattern": pattern,
+                "pattern_type": "stix",
+                "valid_from": iso8601(&input.time),
+                "labels": [input.detection().as_str()],
+            })
+        })
+        .collect();
     json!({
         "type": "bundle",
         "id": format!("bundle--{}", uuid(input, "bundle")),
-        "objects": [{
-            "type": "indicator",
-            "spec_version": "2.1",
-            "id": format!("indicator--{}", uuid(input, "indicator")),
-            "created": iso8601(&input.time),
-            "modified": iso8601(&input.time),
-            "name": input.filename,
-            "pattern": pattern,
-            "pattern_type": "stix",
-            "valid_from": iso8601(&input.time),
-            "labels": [input.detection().as_str()],
-        }],
+        "objects": objects,
     })
 }
 
@@ -190,6 +98,26 @@ pub(crate) fn misp(input: &ReportInput) -> Value {
         attributes.push(
             json!({"type": "filename", "category": "Payload delivery", "value": input.filename}),
         );
+    }
+    let iocs = iocs(input);
+    for domain in &iocs.domains {
+        attributes
+            .push(json!({"type": "domain", "category": "Network activity", "value": domain.name}));
+    }
+    for ip in iocs.ips.iter().filter(|ip| !ip.private) {
+        attributes.push(json!({"type": "ip-dst", "category": "Network activity", "value": ip.ip}));
+    }
+    for url in iocs
+        .urls
+        .iter()
+        .filter(|u| Some(&u.name) != input.url.as_ref())
+    {
+        attributes.push(json!({"type": "url", "category": "Network activity", "value": url.name}));
+    }
+    for file in &iocs.dropped {
+        attributes
+            .push(json!({"type": "sha256", "category": "Artifacts dropped", "value": file.sha256}));
+        attributes.push(json!({"type": "md5", "category": "Artifacts dropped", "value": file.md5}));
     }
     json!({"Event": {
         "info": format!("Joe Sandbox analysis {}", input.webid),
@@ -241,45 +169,26 @@ mod tests {
     use crate::simulator::reports::tests::{file_input, url_input};
 
     #[test]
-    fn fixed_reports_keep_arrays_and_plain_ones_collapse_them() {
+    fn stix_and_misp_show_the_reports_indicators() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = file_input(dir.path(), "a.exe", b"JBXD-MALICIOUS");
-        let fixed = report("IR", true, &input);
-        assert!(fixed["analysis"]["signaturedetections"]["strategy"].is_array());
-        assert_eq!(fixed["analysis"]["id"], json!(1000));
-        assert_eq!(fixed["analysis"]["detection"]["malicious"], json!(true));
-        assert_eq!(
-            fixed["analysis"]["fileinfo"]["sha256"],
-            json!(input.sha256())
+        let iocs = iocs(&input);
+        let stix_text = stix(&input).to_string();
+        let misp_text = misp(&input).to_string();
+        for domain in &iocs.domains {
+            assert!(stix_text.contains(&format!("[domain-name:value = '{}']", domain.name)));
+            assert!(misp_text.contains(&domain.name));
+        }
+        for file in &iocs.dropped {
+            assert!(stix_text.contains(&file.sha256));
+            assert!(misp_text.contains(&file.md5));
+        }
+        let private = iocs.ips.iter().find(|ip| ip.private).expect("a private ip");
+        assert!(
+            !stix_text.contains(&private.ip),
+            "private addresses are not indicators"
         );
-        let plain = report("full", false, &input);
-        assert!(plain["analysis"]["signaturedetections"]["strategy"].is_object());
-    }
-
-    #[test]
-    fn ioc_reports_list_the_url() {
-        let value = ioc(&url_input("http://evil.example/x"));
-        assert_eq!(
-            value["analysis"]["urlinfo"]["url"][0]["@name"],
-            json!("http://evil.example/x")
-        );
-        assert_eq!(
-            value["analysis"]["urlinfo"]["url"][0]["@malicious"],
-            json!(true)
-        );
-        assert_eq!(
-            value["analysis"]["domaininfo"]["domain"][0]["@name"],
-            json!("evil.example")
-        );
-    }
-
-    #[test]
-    fn hosts_are_taken_from_the_authority() {
-        assert_eq!(
-            host_of("https://u:p@Example.org:8443/a?b").as_deref(),
-            Some("example.org")
-        );
-        assert_eq!(host_of("example.org/x").as_deref(), Some("example.org"));
-        assert_eq!(host_of("http:///x"), None);
+        let clean = stix(&url_input("https://example.org"));
+        assert_eq!(clean["objects"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -1,16 +1,29 @@
 //! `analysis/download` resources: every type of §7.2, with deterministic content.
 //!
 //! A resource is rendered from a [`ReportInput`] snapshot (taken under the store lock, rendered
-//! without it). Large things are never built in memory: the `sample` type streams the stored
-//! file, and HTML padding for benchmarks is generated as a stream. File names follow §7.3 where
+//! without it). Joe's own reports (full, light, IR, IOC) are one element tree each
+//! ([`tree`], built by [`full`] and [`incident`] from the run's indicators, [`iocs`]) written
+//! as XML or JSON by [`render`], so every rendering of a report says the same thing. Large
+//! things are never built in memory: the `sample` type streams the stored file, HTML padding
+//! for benchmarks is generated as a stream, and [`generator`] streams padded reports. File names follow §7.3 where
 //! known: `report-<analysisid>.<ext>` by default, `report-<md5>.xml` for the full XML of a file
 //! analysis, `class-<md5>.html`, `dump-<md5>.pcap`, `<type>-<webid>.zip` for archives,
 //! `<webid>.dontrun` for the sample and the cookbook's own name for `cookbook`.
 
 mod archives;
+mod behavior;
 mod documents;
+mod findings;
+mod full;
+mod generator;
+mod incident;
+mod iocs;
 mod json;
 mod payload;
+mod render;
+#[cfg(test)]
+mod shape_tests;
+mod tree;
 mod xml;
 
 use std::sync::Arc;
@@ -18,11 +31,12 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use chrono::{DateTime, Local};
 
-pub(crate) use json::host_of;
+pub use generator::write_report_document;
+pub(crate) use iocs::host_of;
 pub(crate) use payload::{Payload, encrypt};
 
 use super::envelope::ApiError;
-use super::form::StoredFile;
+use super::form::{FileFacts, StoredFile};
 use super::verdict::{Detection, Verdict};
 
 /// Everything a report may show about one run of one analysis.
@@ -35,7 +49,10 @@ pub(crate) struct ReportInput {
     pub(crate) filename: String,
     pub(crate) scriptname: String,
     pub(crate) url: Option<String>,
+    /// The stored sample, for the `sample` download.
     pub(crate) file: Option<Arc<StoredFile>>,
+    /// What the reports say about the sample; `None` for URL and command-line analyses.
+    pub(crate) facts: Option<FileFacts>,
     pub(crate) verdict: Verdict,
     pub(crate) comments: String,
     pub(crate) tags: Vec<String>,
@@ -48,13 +65,13 @@ pub(crate) struct ReportInput {
 
 impl ReportInput {
     pub(crate) fn md5(&self) -> &str {
-        self.file.as_ref().map_or("", |f| f.facts.md5.as_str())
+        self.facts.as_ref().map_or("", |f| f.md5.as_str())
     }
     pub(crate) fn sha1(&self) -> &str {
-        self.file.as_ref().map_or("", |f| f.facts.sha1.as_str())
+        self.facts.as_ref().map_or("", |f| f.sha1.as_str())
     }
     pub(crate) fn sha256(&self) -> &str {
-        self.file.as_ref().map_or("", |f| f.facts.sha256.as_str())
+        self.facts.as_ref().map_or("", |f| f.sha256.as_str())
     }
     pub(crate) fn detection(&self) -> Detection {
         self.verdict.detection
@@ -70,6 +87,17 @@ impl ReportInput {
         let mut hasher = Sha256::new();
         hasher.update(self.webid.to_le_bytes());
         hasher.update(self.run.to_le_bytes());
+        hasher.update(self.sha256().as_bytes());
+        hasher.update(self.filename.as_bytes());
+        hasher.update(purpose.as_bytes());
+        hasher.finalize().into()
+    }
+    /// Like [`ReportInput::seed`] but the same for every run of the analysis: what all its
+    /// runs share (the indicators, the dropped files).
+    pub(crate) fn analysis_seed(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.webid.to_le_bytes());
         hasher.update(self.sha256().as_bytes());
         hasher.update(self.filename.as_bytes());
         hasher.update(purpose.as_bytes());
@@ -95,17 +123,31 @@ pub(crate) enum Cost {
     RenderOnce,
 }
 
+/// Which of Joe's report documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Doc {
+    /// The full report's shape, `reporttype` as given.
+    Full(&'static str, behavior::Detail),
+    Incident,
+    Ioc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Xml,
+    /// `fixed`: the `*fixed` types, whose flagged containers are always lists.
+    Json {
+        fixed: bool,
+    },
+}
+
 /// How a download type is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Html(&'static str),
     Pdf(&'static str),
-    Xml(&'static str),
-    Json {
-        reporttype: &'static str,
-        fixed: bool,
-    },
-    IocJson,
+    /// One of Joe's own reports, in one of its renderings.
+    Report(Doc, Format),
     Stix,
     Misp,
     Maec,
@@ -121,6 +163,7 @@ enum Kind {
 
 fn kind_of(download_type: &str) -> Option<Kind> {
     use archives::ArchiveKind as A;
+    use behavior::Detail;
     Some(match download_type {
         "html" => Kind::Html("Full Report"),
         "lighthtml" => Kind::Html("Light Report"),
@@ -131,37 +174,31 @@ fn kind_of(download_type: &str) -> Option<Kind> {
         "pdf" => Kind::Pdf("Full Report"),
         "pdfexecutive" => Kind::Pdf("Management Report"),
         "chatpdf" => Kind::Pdf("Reverser Chat"),
-        "xml" => Kind::Xml("full"),
-        "lightxml" => Kind::Xml("light"),
-        "irxml" => Kind::Xml("IR"),
-        "classxml" => Kind::Xml("class"),
-        "clusterxml" => Kind::Xml("cluster"),
-        "iocxml" => Kind::Xml("ioc"),
-        "json" => Kind::Json {
-            reporttype: "full",
-            fixed: false,
-        },
-        "jsonfixed" => Kind::Json {
-            reporttype: "full",
-            fixed: true,
-        },
-        "lightjson" => Kind::Json {
-            reporttype: "light",
-            fixed: false,
-        },
-        "lightjsonfixed" => Kind::Json {
-            reporttype: "light",
-            fixed: true,
-        },
-        "irjson" => Kind::Json {
-            reporttype: "IR",
-            fixed: false,
-        },
-        "irjsonfixed" => Kind::Json {
-            reporttype: "IR",
-            fixed: true,
-        },
-        "iocjson" => Kind::IocJson,
+        "xml" => Kind::Report(Doc::Full("full", Detail::Full), Format::Xml),
+        "lightxml" => Kind::Report(Doc::Full("light", Detail::Light), Format::Xml),
+        "irxml" => Kind::Report(Doc::Incident, Format::Xml),
+        "classxml" => Kind::Report(Doc::Full("class", Detail::Light), Format::Xml),
+        "clusterxml" => Kind::Report(Doc::Full("cluster", Detail::Light), Format::Xml),
+        "iocxml" => Kind::Report(Doc::Ioc, Format::Xml),
+        "json" => Kind::Report(
+            Doc::Full("full", Detail::Full),
+            Format::Json { fixed: false },
+        ),
+        "jsonfixed" => Kind::Report(
+            Doc::Full("full", Detail::Full),
+            Format::Json { fixed: true },
+        ),
+        "lightjson" => Kind::Report(
+            Doc::Full("light", Detail::Light),
+            Format::Json { fixed: false },
+        ),
+        "lightjsonfixed" => Kind::Report(
+            Doc::Full("light", Detail::Light),
+            Format::Json { fixed: true },
+        ),
+        "irjson" => Kind::Report(Doc::Incident, Format::Json { fixed: false }),
+        "irjsonfixed" => Kind::Report(Doc::Incident, Format::Json { fixed: true }),
+        "iocjson" => Kind::Report(Doc::Ioc, Format::Json { fixed: true }),
         "stix" => Kind::Stix,
         "misp" => Kind::Misp,
         "maec" => Kind::Maec,
@@ -198,7 +235,7 @@ pub(crate) fn render(download_type: &str, input: &ReportInput) -> Result<Rendere
     let kind = kind_of(download_type)
         .ok_or_else(|| ApiError::invalid(format!("Unknown type {download_type}.")))?;
     let id = input.webid;
-    let md5_or_id = if input.file.is_some() {
+    let md5_or_id = if input.facts.is_some() {
         input.md5().to_owned()
     } else {
         id.to_string()
@@ -227,22 +264,29 @@ pub(crate) fn render(download_type: &str, input: &ReportInput) -> Result<Rendere
             content_type: "application/pdf",
             payload: Payload::Bytes(documents::pdf(title, input)),
         },
-        Kind::Xml(reporttype) => {
-            let name = if download_type == "xml" && input.file.is_some() {
-                format!("report-{}.xml", input.md5())
-            } else {
-                format!("report-{id}.xml")
+        Kind::Report(doc, format) => {
+            let root = match doc {
+                Doc::Full(reporttype, detail) => full::report(input, reporttype, detail),
+                Doc::Incident => incident::report(input),
+                Doc::Ioc => full::ioc_document(input),
             };
-            Rendered {
-                name,
-                content_type: "application/xml",
-                payload: Payload::Bytes(xml::report(reporttype, input)),
+            match format {
+                Format::Xml => Rendered {
+                    name: if download_type == "xml" && input.facts.is_some() {
+                        format!("report-{}.xml", input.md5())
+                    } else {
+                        format!("report-{id}.xml")
+                    },
+                    content_type: "application/xml",
+                    payload: Payload::Bytes(Bytes::from(render::xml_bytes(root))),
+                },
+                Format::Json { fixed } => Rendered {
+                    name: format!("report-{id}.json"),
+                    content_type: "application/json",
+                    payload: Payload::Bytes(Bytes::from(render::json_bytes(root, fixed))),
+                },
             }
         }
-        Kind::Json { reporttype, fixed } => {
-            json_rendered(id, json::report(reporttype, fixed, input))
-        }
-        Kind::IocJson => json_rendered(id, json::ioc(input)),
         Kind::Stix => json_rendered(id, json::stix(input)),
         Kind::Misp => json_rendered(id, json::misp(input)),
         Kind::Maec => json_rendered(id, json::maec(input)),
@@ -322,6 +366,7 @@ pub(crate) mod tests {
             scriptname: "default.jbs".into(),
             url: None,
             verdict: file_verdict(facts.markers, &facts.sha256),
+            facts: Some(facts.clone()),
             file: Some(Arc::new(StoredFile {
                 path: tempfile::TempPath::try_from_path(path).expect("absolute path"),
                 facts,
@@ -346,6 +391,7 @@ pub(crate) mod tests {
             scriptname: "browseurl.jbs".into(),
             url: Some(url.into()),
             file: None,
+            facts: None,
             verdict: crate::simulator::verdict::url_verdict(url),
             comments: String::new(),
             tags: vec![],
