@@ -13,6 +13,9 @@ use jbxd::simulator::SimConfig;
 use jbxd::testing::{TestEnv, wait_until};
 use tokio_util::sync::CancellationToken;
 
+/// kind, value, malicious, private.
+type IocRow = (String, String, Option<bool>, Option<bool>);
+
 const MALICIOUS: &[u8] = b"MZ payload JBXD-MALICIOUS index\n";
 
 fn drop_file(drop_dir: &Path, name: &str, content: &[u8]) {
@@ -69,13 +72,12 @@ async fn the_daemon_indexes_the_reports_of_a_finished_item() {
         .fetch_one(db.pool())
         .await
         .unwrap();
-    let rows: Vec<(String, String, Option<bool>, Option<bool>, String)> = sqlx::query_as(
-        "SELECT kind, value, malicious, private, report_type FROM iocs WHERE webid = ?",
-    )
-    .bind(&webid)
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
+    let rows: Vec<IocRow> =
+        sqlx::query_as("SELECT kind, value, malicious, private FROM iocs WHERE webid = ?")
+            .bind(&webid)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
     let kinds: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     for kind in ["domain", "ip", "sha256"] {
         assert!(kinds.contains(kind), "no {kind} indexed: {rows:#?}");
