@@ -575,3 +575,53 @@ async fn a_report_the_index_cannot_read_is_failed_while_its_item_is_done() {
         Some("this document is not a report")
     );
 }
+
+#[tokio::test]
+async fn reports_stored_before_the_index_existed_are_pending_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    // A v2 database: only the migrations before the index's.
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.starts_with("0001") || name.starts_with("0002") {
+            std::fs::copy(&path, old.join(name)).unwrap();
+        }
+    }
+    let path = dir.path().join("jbxd.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO analyses (webid) VALUES ('1');
+         INSERT INTO reports (webid, type, state, path) VALUES ('1', 'xml', 'stored', 'r/x.xml');
+         INSERT INTO reports (webid, type, state) VALUES ('1', 'json', 'failed');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let db = Db::open(&path).await.unwrap();
+    let states: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT type, index_state FROM reports ORDER BY type")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            ("json".into(), None),
+            ("xml".into(), Some("pending".into()))
+        ]
+    );
+    assert_eq!(indicators::due_analyses(&db, 10).await.unwrap(), vec!["1"]);
+}
