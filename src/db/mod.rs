@@ -21,6 +21,7 @@ pub mod analyses;
 pub mod backup;
 pub mod checks;
 pub mod health;
+pub mod indicators;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
 pub mod items;

@@ -6,6 +6,8 @@ pub mod backup;
 pub mod config_check;
 pub mod demo;
 pub mod download;
+pub mod index;
+pub mod iocs;
 pub mod operator;
 pub mod queue;
 pub mod reports;
