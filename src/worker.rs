@@ -29,6 +29,8 @@ pub struct Wakers {
     pub reconcile: Notify,
     pub poll: Notify,
     pub download: Notify,
+    /// The index worker: a report settled (stored or failed), so an analysis may be ready.
+    pub index: Notify,
     /// Something changed that the `STATUS=` line may show (a worker did work or changed from
     /// idle to paused or failing, a pause began or ended): the line is refreshed soon, instead
     /// of an idle daemon querying its database every few seconds for an unchanged line.
@@ -45,6 +47,7 @@ impl Wakers {
             &self.reconcile,
             &self.poll,
             &self.download,
+            &self.index,
             &self.status,
         ] {
             notify.notify_one();

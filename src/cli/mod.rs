@@ -97,6 +97,11 @@ pub enum Command {
     Queue(commands::queue::QueueCommand),
     /// Query the daemon's verdict index and show the stored report paths.
     Reports(Box<commands::reports::ReportsArgs>),
+    /// Query the indicator index: domains, IPs, URLs, hashes and file names the analyses saw.
+    Iocs(Box<commands::iocs::IocsArgs>),
+    /// The indicator index.
+    #[command(subcommand)]
+    Index(commands::index::IndexCommand),
     /// Send failed items back to work (failed → queued, or submitted when already submitted).
     Retry(commands::retry::RetryArgs),
     /// Bring analyses submitted elsewhere (web interface, other tools) into the daemon's
@@ -225,6 +230,10 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         Command::Status => commands::status::run(context).await,
         Command::Queue(command) => commands::queue::run(context, command).await,
         Command::Reports(args) => commands::reports::run(context, *args).await,
+        Command::Iocs(args) => commands::iocs::run(context, *args).await,
+        Command::Index(command) => {
+            commands::index::run(context, command, crate::index::READ_REPORT).await
+        }
         Command::Retry(args) => commands::retry::run(context, args).await,
         Command::Backup(args) => commands::backup::run(context, args).await,
         Command::Import(args) => commands::import::run(context, args).await,

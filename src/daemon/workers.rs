@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{db_watch, hold_off};
 use crate::app::App;
-use crate::{intake, pipeline};
+use crate::{index, intake, pipeline};
 
 /// The spawned tasks and their names.
 pub(super) struct Workers {
@@ -57,6 +57,17 @@ pub(super) fn spawn_workers(workers: &mut Workers, app: &App, cancel: &Cancellat
     workers.spawn(
         "download",
         pipeline::download::run(app.clone(), cancel.clone()),
+    );
+    // The report password opens the AES zips of encrypted analyses. Start-up already resolved
+    // it once (a bad source stops the daemon there); if it cannot be had now, such reports are
+    // recorded as failed to index with the opener's reason, and nothing else changes.
+    let password = crate::config::report_password(&app.config).unwrap_or_else(|error| {
+        tracing::warn!(%error, "report password unavailable; encrypted reports are not indexed");
+        None
+    });
+    workers.spawn(
+        index::worker::WORKER,
+        index::worker::run(app.clone(), index::READ_REPORT, password, cancel.clone()),
     );
 }
 

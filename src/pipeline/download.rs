@@ -148,6 +148,8 @@ pub async fn download_one(app: &App, row: ReportRow) -> anyhow::Result<()> {
             .await?;
         }
     }
+    // The analysis may now have all its reports settled: the index worker takes it from here.
+    app.wake.index.notify_one();
     if let Some(item) = db::analyses::item_of_report(&app.db, row.id).await?
         && db::items::complete_if_reports_done(&app.db, item).await?
     {

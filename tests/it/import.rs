@@ -186,6 +186,19 @@ async fn import_records_analyses_without_items_downloads_their_reports_and_twice
         db::items::list(&db, 10).await.unwrap().is_empty(),
         "no item was made"
     );
+    let iocs = |webid: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM iocs WHERE webid = ?")
+                .bind(webid)
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let evil_iocs = iocs(evil.clone()).await;
+    assert!(evil_iocs > 0, "the imported analysis is indexed");
+    assert_eq!(row(&doc, &evil)["index_failed"], serde_json::json!([]));
 
     let again = jbxd(&[
         "--config",
@@ -204,6 +217,11 @@ async fn import_records_analyses_without_items_downloads_their_reports_and_twice
         after.push(reports(&db, webid).await);
     }
     assert_eq!(before, after, "importing twice changed the reports");
+    assert_eq!(
+        iocs(evil.clone()).await,
+        evil_iocs,
+        "importing twice changed the index"
+    );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM analyses")
         .fetch_one(db.pool())
         .await

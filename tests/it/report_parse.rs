@@ -768,3 +768,41 @@ fn a_report_read_one_byte_at_a_time_gives_the_same_facts() {
         assert_eq!(parse(Trickle(&doc), format).unwrap(), whole, "{name}");
     }
 }
+
+/// The simulator and the parser are written from the same reference by different hands: every
+/// full-report rendering the simulator serves must read back into the same facts, and those facts
+/// must carry what the simulator put there (a malicious verdict, domains, an IP, dropped hashes,
+/// signatures with impacts, ATT&CK ids, a YARA rule and a malware configuration).
+#[test]
+fn every_simulated_full_report_rendering_reads_back_into_the_same_facts() {
+    let render = |report_type: &str| {
+        let mut doc = Vec::new();
+        jbxd::simulator::write_report_document(report_type, 0, &mut doc).expect(report_type);
+        let format = ReportType::format(report_type).expect("a parseable type");
+        parse(doc.as_slice(), format).unwrap_or_else(|e| panic!("{report_type}: {e}"))
+    };
+    let reference = render("jsonfixed");
+    let verdict = reference.verdict.clone().expect("a verdict");
+    assert_eq!(verdict.detection.as_deref(), Some("malicious"));
+    assert_eq!(reference.family, Some(ReportFamily::Full));
+    for kind in [Kind::Domain, Kind::Ip, Kind::Url, Kind::Sha256, Kind::Md5] {
+        assert!(
+            reference.indicators.iter().any(|i| i.kind == kind),
+            "no {kind:?} in {:#?}",
+            reference.indicators
+        );
+    }
+    assert!(reference.signatures.iter().any(|s| s.impact.is_some()));
+    assert!(reference.techniques.iter().any(|t| t.id.starts_with('T')));
+    assert!(!reference.yara.is_empty());
+    assert!(!reference.configs.is_empty());
+    assert!(!reference.truncated);
+    for other in ["json", "xml"] {
+        assert_eq!(render(other), reference, "{other} differs from jsonfixed");
+    }
+    for light in ["lightjson", "lightjsonfixed", "lightxml"] {
+        let facts = render(light);
+        assert_eq!(facts.verdict, reference.verdict, "{light}");
+        assert_eq!(facts.indicators, reference.indicators, "{light}");
+    }
+}

@@ -136,6 +136,11 @@ impl Node {
             Node::Map(entries) => {
                 let mut map = serde_json::Map::new();
                 for (key, value) in entries {
+                    // Plain `json`'s list marker says how the XML was flagged, not what the
+                    // configuration holds: the same config reads the same from every rendering.
+                    if key == "@isArray" {
+                        continue;
+                    }
                     let value = value.to_value();
                     match map.get_mut(key) {
                         None => {

@@ -7,7 +7,9 @@
 //! made by the download worker's own step (`pipeline::download::download_one`) on rows claimed
 //! like the worker claims them, so the files land where the daemon's do (same atomic storage,
 //! same names) and a daemon running beside the command never downloads the same report twice.
-//! Importing again changes nothing: the rows are unique and stored reports stay stored.
+//! Importing again changes nothing: the rows are unique and stored reports stay stored. Then
+//! the analysis is indexed by the index worker's own step (`index::index_analysis`, with the
+//! configured report password for encrypted analyses), which replaces its rows whoever ran it.
 //! An analysis that has not finished is not imported (its reports do not exist yet).
 
 use std::time::Duration;
@@ -22,6 +24,7 @@ use crate::cli::output::{ItemFailure, cell, table};
 use crate::cli::{CliError, Context, Outcome};
 use crate::config::{self, LoadOptions};
 use crate::db::{self, ReportState};
+use crate::index;
 use crate::pipeline::{self, outcomes::analysis_record};
 
 use super::operator::{LocalFailure, db_failed, open_db};
@@ -64,6 +67,8 @@ pub struct Imported {
     pub stored: Vec<String>,
     /// Report types that could not be had, with the reason.
     pub failed: Vec<FailedReport>,
+    /// Stored reports the indicator index could not read, with the reason.
+    pub index_failed: Vec<FailedReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,17 +100,29 @@ pub async fn run(context: &Context, args: ImportArgs) -> Result<Outcome, CliErro
         config_file: context.config_file.clone(),
         overrides: Vec::new(),
     })?;
+    let password = loaded.report_password.map(|(secret, _)| secret);
     let config = loaded.loaded.config;
     let db = open_db(&config).await?;
     let client = JoeClient::new(config::client_settings(&config, loaded.api_key))
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the API client: {e}")))?;
     let app = App::new(config, db, client);
-    let result = import(context, &app, args).await;
+    let result = import(
+        context,
+        &app,
+        args,
+        password.as_ref().map(|p| p.expose_bytes()),
+    )
+    .await;
     app.db.close().await;
     result
 }
 
-async fn import(context: &Context, app: &App, args: ImportArgs) -> Result<Outcome, CliError> {
+async fn import(
+    context: &Context,
+    app: &App,
+    args: ImportArgs,
+    password: Option<&[u8]>,
+) -> Result<Outcome, CliError> {
     app.store.prepare().map_err(|e| {
         CliError::Failed(anyhow::anyhow!(
             "cannot prepare the storage tree under {}: {e}",
@@ -143,7 +160,26 @@ async fn import(context: &Context, app: &App, args: ImportArgs) -> Result<Outcom
     download(app, &wanted).await?;
     let mut data = Vec::new();
     for (webid, origin) in recorded {
-        data.push(summary(app, &webid, origin).await?);
+        // The index worker's own step: the same rows whoever (daemon or command) runs it.
+        let indexed = index::index_analysis(
+            &app.db,
+            &app.config.data_dir,
+            &webid,
+            password,
+            index::READ_REPORT,
+        )
+        .await
+        .map_err(db_failed)?;
+        let mut row = summary(app, &webid, origin).await?;
+        row.index_failed = indexed
+            .failed
+            .into_iter()
+            .map(|(report_type, reason)| FailedReport {
+                report_type,
+                error: Some(reason),
+            })
+            .collect();
+        data.push(row);
     }
     crate::cli::output::finish_items(context, &data, &failures, imported_table)
 }
@@ -279,6 +315,7 @@ async fn summary(app: &App, webid: &str, origin: &'static str) -> Result<Importe
         threatname: analysis.threatname,
         stored,
         failed,
+        index_failed: Vec::new(),
     })
 }
 
@@ -297,6 +334,13 @@ fn imported_table(rows: &[Imported]) -> comfy_table::Table {
             .failed
             .iter()
             .map(|f| format!("{}: {}", f.report_type, f.error.as_deref().unwrap_or("")))
+            .chain(row.index_failed.iter().map(|f| {
+                format!(
+                    "{} (not indexed): {}",
+                    f.report_type,
+                    f.error.as_deref().unwrap_or("")
+                )
+            }))
             .collect();
         out.add_row(vec![
             row.webid.clone(),

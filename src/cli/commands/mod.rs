@@ -9,6 +9,8 @@ pub mod demo;
 pub mod download;
 pub mod export;
 pub mod import;
+pub mod index;
+pub mod iocs;
 pub mod operator;
 pub mod queue;
 pub mod reports;

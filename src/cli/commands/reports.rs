@@ -40,6 +40,11 @@ pub struct ReportsArgs {
     /// Analyses recorded on or before this day (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub until: Option<chrono::NaiveDate>,
+    /// Every analysis that saw this indicator (a domain, IP, URL, hash or file name, as pasted:
+    /// defanged or upper-case is fine), from the indicator index.
+    #[arg(long, value_name = "VALUE",
+          conflicts_with_all = ["sha256", "md5", "sha1", "webid", "detection", "threat", "since", "until"])]
+    pub ioc: Option<String>,
     /// At most this many analyses, newest first (0 = all).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: u32,
@@ -129,9 +134,18 @@ pub async fn with_reports(
 }
 
 pub async fn run(context: &Context, args: ReportsArgs) -> Result<Outcome, CliError> {
+    let ioc = match &args.ioc {
+        Some(text) => Some(super::iocs::lookup(text, None)?),
+        None => None,
+    };
     let (config, db) = open(context).await?;
     let found = async {
-        let analyses = db::analyses::search(&db, &args.filter()).await?;
+        let analyses = match &ioc {
+            Some(forms) => {
+                db::indicators::analyses_that_saw(&db, forms, i64::from(args.limit)).await?
+            }
+            None => db::analyses::search(&db, &args.filter()).await?,
+        };
         with_reports(&db, &config.data_dir, analyses).await
     }
     .await
@@ -216,6 +230,7 @@ mod tests {
             threat: None,
             since: Some(parse_day("2026-01-31").unwrap()),
             until: Some(parse_day("2026-01-31").unwrap()),
+            ioc: None,
             limit: 0,
         };
         let f = args.filter();

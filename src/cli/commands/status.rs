@@ -46,6 +46,8 @@ pub struct StatusDocument {
     pub url_queue: BTreeMap<String, i64>,
     /// Report rows per state (only states that occur).
     pub reports: BTreeMap<String, i64>,
+    /// The indicator index: stored reports per index state, the IOC count, the latest failure.
+    pub index: db::indicators::IndexStatus,
     pub health: Vec<HealthRow>,
     /// How fresh the health rows are (`None`: no health run recorded yet).
     pub health_freshness: Option<FreshnessView>,
@@ -138,6 +140,7 @@ pub async fn collect(db: &Db, data_dir: PathBuf) -> Result<StatusDocument, DbErr
         .into_iter()
         .collect();
     let reports = db::analyses::report_counts(db).await?.into_iter().collect();
+    let index = db::indicators::status(db).await?;
     let health = db::health::all(db).await?;
     let run: Option<HealthRun> = db::health::get_fact(db, db::health::HEALTH_RUN_KEY).await?;
     let health_freshness = freshness(&health, run.as_ref(), chrono::Utc::now());
@@ -173,6 +176,7 @@ pub async fn collect(db: &Db, data_dir: PathBuf) -> Result<StatusDocument, DbErr
         items,
         url_queue,
         reports,
+        index,
         health,
         health_freshness,
         hold_off,
@@ -400,6 +404,21 @@ fn print_text(doc: &StatusDocument) {
             &["pending", "downloading", "stored", "failed"]
         )
     );
+    let index = &doc.index;
+    println!(
+        "index:     {} indexed, {} failed, {} pending, {} not indexable; {} iocs",
+        index.indexed, index.failed, index.pending, index.not_indexable, index.iocs
+    );
+    if let Some(f) = &index.latest_failure {
+        let run = f.run.map(|r| format!(" run {r}")).unwrap_or_default();
+        println!(
+            "index failed: webid {} {}{run}: {} ({})",
+            f.webid,
+            f.report_type,
+            f.error.as_deref().unwrap_or("no reason recorded"),
+            f.at.as_deref().unwrap_or("?")
+        );
+    }
     if doc.pauses.is_empty() {
         println!("paused:    no");
     } else {

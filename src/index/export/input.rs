@@ -1,10 +1,11 @@
 //! The [`ExportInput`] of one analysis, read from the index.
 //!
 //! The analysis row gives the verdict, score, threat name, target and the sample's hashes; the
-//! indicators, signatures and ATT&CK techniques are read from the analysis' stored reports
-//! (`api::report::parse`, JSON preferred, XML otherwise; an encrypted analysis' zip opened
-//! with the report password). What could not be read is said in [`Exported::notes`], never
-//! left out silently.
+//! indicators, signatures and ATT&CK techniques come from the indicator index (`iocs`,
+//! `signatures`, `attack_techniques`), or, for an analysis not indexed yet, from its stored
+//! reports (`api::report::parse`, JSON preferred, XML otherwise; an encrypted analysis' zip
+//! opened with the report password). What could not be read is said in [`Exported::notes`],
+//! never left out silently.
 
 use std::path::Path;
 
@@ -61,6 +62,37 @@ pub async fn input_for(
         techniques: Vec::new(),
     };
     let mut notes = Vec::new();
+    // The indicator index first: what `jbxd iocs` shows is what is exported.
+    let iocs = db::exports::iocs_of(db, webid).await?;
+    let signatures = db::exports::signatures_of(db, webid).await?;
+    let techniques = db::exports::techniques_of(db, webid).await?;
+    if !(iocs.is_empty() && signatures.is_empty() && techniques.is_empty()) {
+        input.indicators = iocs
+            .into_iter()
+            .filter_map(|(kind, value, malicious, private)| {
+                Some(ExportIndicator {
+                    kind: Kind::parse(&kind)?,
+                    value,
+                    malicious,
+                    private,
+                })
+            })
+            .collect();
+        input.signatures = signatures
+            .into_iter()
+            .map(|(description, impact, id)| ExportSignature {
+                description,
+                impact,
+                id,
+            })
+            .collect();
+        input.techniques = techniques
+            .into_iter()
+            .map(|(id, name, tactic)| ExportTechnique { id, name, tactic })
+            .collect();
+        return Ok(Exported { input, notes });
+    }
+    // Not indexed (yet): read the stored reports themselves.
     for (format, report_type, rel) in candidates {
         let path = data_dir.join(&rel);
         let password = password.map(<[u8]>::to_vec);

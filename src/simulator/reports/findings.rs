@@ -224,7 +224,9 @@ pub(crate) fn findings(input: &ReportInput, evidence: &Evidence<'_>) -> Findings
             format!("{}:8080", evidence.c2_ip),
         ],
         botnet: format!("sim-{}", hex::encode(&evidence.seed[17..19])),
-        version: "2.1",
+        // Three parts, as malware versions usually are (and so text in every rendering: a
+        // converter that types element text would make "2.1" a number in the XML).
+        version: "2.1.4",
     });
 
     Findings {

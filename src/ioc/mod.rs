@@ -1,5 +1,13 @@
-//! Indicators of compromise as jbxd indexes them: their kinds and (in later files) the normal
-//! forms values are stored and looked up in. Knows nothing of any vendor or of SQL.
+//! Indicators of compromise as jbxd indexes them: their kinds ([`Kind`]), the normal forms
+//! values are stored in ([`normal`]: lower-case hex, lower-case punycode host names, canonical
+//! IPs, `url`-crate URLs) and the lookup forms of what people paste ([`lookup`]: defanged,
+//! upper-case, quoted, with or without a trailing slash). Knows nothing of any vendor or of SQL.
+
+pub mod lookup;
+pub mod normal;
+
+pub use lookup::{lookup_forms, refang};
+pub use normal::{Normal, is_private, normalize, technique};
 
 /// What an indicator is. The strings are the `iocs.kind` column (public contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
