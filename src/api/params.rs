@@ -381,6 +381,11 @@ impl SearchQuery {
         Self::Filters(vec![("sha256".to_owned(), hash.to_owned())])
     }
 
+    /// Analyses after `date` (`YYYY-MM-DD`, exclusive), whatever else they are.
+    pub fn after_date(date: &str) -> Self {
+        Self::Filters(vec![("after-date".to_owned(), date.to_owned())])
+    }
+
     pub fn to_form(&self) -> Vec<(String, String)> {
         match self {
             Self::Text(q) => vec![("q".to_owned(), q.clone())],

@@ -11,6 +11,10 @@ pub enum CliError {
     /// Arguments that clap accepted but that are still unusable (e.g. a bad `--param`).
     #[error("{0}")]
     Usage(String),
+    /// A usage error reported in the seed's failure shape (`Search failed. Status Code: 400.
+    /// Message: …`): printed as it is, exit 2.
+    #[error("{0}")]
+    Refused(String),
     /// Settings that cannot work (connection flags and `JBX_*` variables, the API key, the
     /// configuration file); nothing was sent. The message is the daemon's for the same fault.
     #[error("configuration error: {0}")]
@@ -32,7 +36,7 @@ pub const EXIT_USAGE: u8 = 2;
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Usage(_) => ExitCode::from(EXIT_USAGE),
+            Self::Usage(_) | Self::Refused(_) => ExitCode::from(EXIT_USAGE),
             Self::Config(_) | Self::NewerDatabase(_) => ExitCode::from(EXIT_CONFIG),
             Self::Failed(_) => ExitCode::FAILURE,
         }

@@ -104,6 +104,11 @@ pub enum Command {
     Index(commands::index::IndexCommand),
     /// Send failed items back to work (failed → queued, or submitted when already submitted).
     Retry(commands::retry::RetryArgs),
+    /// Bring analyses submitted elsewhere (web interface, other tools) into the daemon's
+    /// index: their verdicts and the configured reports, stored like the daemon's own.
+    Import(commands::import::ImportArgs),
+    /// One analysis from the index as a STIX 2.1 bundle or a MISP event (JSON on stdout).
+    Export(commands::export::ExportArgs),
     // Its help (short and long) is the doc comment of `BackupArgs`.
     Backup(commands::backup::BackupArgs),
 }
@@ -196,6 +201,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(dispatch(&context, cli.command));
     match result {
         Ok(outcome) => outcome.exit_code(),
+        Err(error @ CliError::Refused(_)) => {
+            eprintln!("{error}");
+            error.exit_code()
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             error.exit_code()
@@ -227,6 +236,8 @@ async fn dispatch(context: &Context, command: Command) -> Result<Outcome, CliErr
         }
         Command::Retry(args) => commands::retry::run(context, args).await,
         Command::Backup(args) => commands::backup::run(context, args).await,
+        Command::Import(args) => commands::import::run(context, args).await,
+        Command::Export(args) => commands::export::run(context, args).await,
     }
 }
 

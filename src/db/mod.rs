@@ -20,7 +20,9 @@ use sqlx::{Sqlite, Transaction};
 pub mod analyses;
 pub mod backup;
 pub mod checks;
+pub mod exports;
 pub mod health;
+pub mod imports;
 pub mod indicators;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;

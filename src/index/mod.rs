@@ -4,6 +4,7 @@
 //! stored beside them ([`xpath`]).
 
 pub mod choose;
+pub mod export;
 pub mod extract;
 pub mod ingest;
 pub mod worker;

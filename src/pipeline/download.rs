@@ -119,7 +119,9 @@ async fn fetch(app: &App, row: &ReportRow) -> Result<Stored, Failure> {
     })
 }
 
-async fn download_one(app: &App, row: ReportRow) -> anyhow::Result<()> {
+/// Downloads one claimed report and records the outcome (stored, retried, failed), then
+/// completes its item if that was the last one. Also `jbxd import`'s step, on rows it claimed.
+pub async fn download_one(app: &App, row: ReportRow) -> anyhow::Result<()> {
     match fetch(app, &row).await {
         Ok(stored) => {
             crate::crashpoint::hit("after_report_rename");

@@ -18,7 +18,9 @@ mod client;
 mod crash_points;
 mod crash_recovery;
 mod daemon_lifecycle;
+mod encrypted;
 mod http_faults;
+mod import;
 mod index_cli;
 mod index_e2e;
 mod index_ingest;
@@ -41,3 +43,4 @@ mod structure;
 #[cfg(feature = "fault-injection")]
 mod torture;
 mod vault;
+mod xpath;

@@ -19,12 +19,14 @@ mod extract;
 mod json;
 mod model;
 mod node;
+mod open;
 mod xml;
 
 pub use model::{
     RawConfig, RawIndicator, RawSignature, RawTechnique, RawYaraHit, ReportFacts, ReportFamily,
     ReportVerdict,
 };
+pub use open::{OpenError, is_encrypted_archive, open_stored};
 
 use std::io::Read;
 

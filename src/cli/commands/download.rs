@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use clap::Args;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use crate::api::{ApiError, JoeClient, ReportType};
@@ -15,6 +16,7 @@ use crate::cli::progress::Bars;
 use crate::cli::{CliError, Context, Outcome};
 use crate::storage::{AtomicFile, safe_file_name};
 
+use super::decrypt::{self, ReportPassword};
 use super::{Jobs, for_each};
 
 /// Reports are private to the user; samples are additionally read-only and never executable.
@@ -44,6 +46,12 @@ pub struct DownloadArgs {
     /// Directory to write into; created if missing.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
+
+    /// The report password of an analysis submitted with one (`encrypt-with-password`),
+    /// read from this file (mode 0600): its reports arrive as AES zips and are stored
+    /// decrypted.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub jobs: Jobs,
@@ -153,6 +161,12 @@ pub struct Saved {
 }
 
 pub async fn run_reports(context: &Context, args: DownloadArgs) -> Result<Outcome, CliError> {
+    // Read before anything is sent: a bad file is a usage error.
+    let password = args
+        .password_file
+        .as_deref()
+        .map(ReportPassword::from_file)
+        .transpose()?;
     let client = context.client()?;
     let mut requests = Vec::new();
     for webid in &args.webids {
@@ -164,7 +178,7 @@ pub async fn run_reports(context: &Context, args: DownloadArgs) -> Result<Outcom
             });
         }
     }
-    run_requests(context, &client, requests, &args.out, args.jobs).await
+    run_requests(context, &client, requests, &args.out, args.jobs, password).await
 }
 
 pub async fn run_samples(context: &Context, args: SampleArgs) -> Result<Outcome, CliError> {
@@ -178,7 +192,7 @@ pub async fn run_samples(context: &Context, args: SampleArgs) -> Result<Outcome,
             run: None,
         })
         .collect();
-    run_requests(context, &client, requests, &args.out, args.jobs).await
+    run_requests(context, &client, requests, &args.out, args.jobs, None).await
 }
 
 async fn run_requests(
@@ -187,9 +201,18 @@ async fn run_requests(
     requests: Vec<Request>,
     out: &Path,
     jobs: Jobs,
+    password: Option<ReportPassword>,
 ) -> Result<Outcome, CliError> {
     create_out_dir(out).await?;
-    let (saved, failures) = download_all(client, requests, out, jobs, context.progress).await;
+    let (saved, failures) = download_all(
+        client,
+        requests,
+        out,
+        jobs,
+        context.progress,
+        password.as_ref(),
+    )
+    .await;
     finish_items(context, &saved, &failures, saved_table)
 }
 
@@ -210,13 +233,14 @@ pub async fn download_all(
     out: &Path,
     jobs: Jobs,
     progress: bool,
+    password: Option<&ReportPassword>,
 ) -> (Vec<Saved>, Vec<ItemFailure>) {
     let names = Names::default();
     let bars = Bars::new(progress);
     let results = for_each(requests, jobs, |request| {
         let (names, bars) = (&names, &bars);
         async move {
-            let result = save(client, &request, out, names, bars).await;
+            let result = save(client, &request, out, names, bars, password).await;
             (request, result)
         }
     })
@@ -246,14 +270,17 @@ pub async fn download_all(
 
 /// Downloads one resource into `out`. A body that breaks off (truncated, connection reset) is
 /// discarded and the whole download repeated under the client's retry policy, because a
-/// half-read body cannot be resumed.
+/// half-read body cannot be resumed. With a `password` (reports only), the body is the
+/// analysis' AES zip and the document inside it is stored instead (see `decrypt`).
 pub async fn save(
     client: &JoeClient,
     request: &Request,
     out: &Path,
     names: &Names,
     bars: &Bars,
+    password: Option<&ReportPassword>,
 ) -> Result<Saved, ApiError> {
+    let password = password.filter(|_| !request.is_sample());
     let mode = if request.is_sample() {
         SAMPLE_MODE
     } else {
@@ -274,45 +301,68 @@ pub async fn save(
             .clone();
         let label = format!("{} {}", request.webid, request.report_type);
         let transfer = bars.transfer(&label, download.content_length());
-        let mut file = AtomicFile::create(out, &file_name, mode)
-            .await
-            .map_err(|e| ApiError::Io {
-                context: format!("cannot create a file in {}", out.display()),
-                source: e,
-            })?;
-        match download
-            .write_to(file.file_mut(), |bytes| transfer.set(bytes))
-            .await
-        {
-            Ok(summary) => {
-                let path = file.commit().await.map_err(|e| ApiError::Io {
-                    context: format!("cannot store {file_name} in {}", out.display()),
-                    source: e,
-                })?;
+        let stored = match password {
+            None => store_plain(download, out, &file_name, mode, |b| transfer.set(b)).await,
+            Some(password) => {
+                let (temp, mut sink) = decrypt::encrypted_temp(out)?;
+                match download.write_to(&mut sink, |b| transfer.set(b)).await {
+                    Ok(_) => {
+                        sink.flush().await.map_err(|e| ApiError::Io {
+                            context: format!("cannot write {}", temp.path().display()),
+                            source: e,
+                        })?;
+                        decrypt::store_decrypted(temp.path(), password, out, &file_name, mode).await
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match stored {
+            Ok((path, bytes, sha256)) => {
                 return Ok(Saved {
                     webid: request.webid.clone(),
                     report_type: request.report_type.clone(),
                     run: request.run,
                     path,
-                    bytes: summary.bytes,
-                    sha256: summary.sha256,
+                    bytes,
+                    sha256,
                 });
             }
-            Err(error) => {
-                // Dropping the uncommitted file removes the partial body.
-                drop(file);
-                match client.settings().retry.delay_after(&error, attempt) {
-                    Some(wait) => {
-                        warn!(webid = %request.webid, report_type = %request.report_type,
-                              attempt, ?wait, error = %error, "download broke off, repeating it");
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                    None => return Err(error),
+            // Local failures (our disk, a wrong password) are not transient: never repeated.
+            Err(error) => match client.settings().retry.delay_after(&error, attempt) {
+                Some(wait) => {
+                    warn!(webid = %request.webid, report_type = %request.report_type,
+                          attempt, ?wait, error = %error, "download broke off, repeating it");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
                 }
-            }
+                None => return Err(error),
+            },
         }
     }
+}
+
+/// Streams the body into `out/name` atomically: (path, bytes, sha256).
+async fn store_plain(
+    download: crate::api::Download,
+    out: &Path,
+    file_name: &str,
+    mode: u32,
+    progress: impl FnMut(u64),
+) -> Result<(PathBuf, u64, String), ApiError> {
+    let mut file = AtomicFile::create(out, file_name, mode)
+        .await
+        .map_err(|e| ApiError::Io {
+            context: format!("cannot create a file in {}", out.display()),
+            source: e,
+        })?;
+    // On error, dropping the uncommitted file removes the partial body.
+    let summary = download.write_to(file.file_mut(), progress).await?;
+    let path = file.commit().await.map_err(|e| ApiError::Io {
+        context: format!("cannot store {file_name} in {}", out.display()),
+        source: e,
+    })?;
+    Ok((path, summary.bytes, summary.sha256))
 }
 
 pub fn saved_table(rows: &[Saved]) -> comfy_table::Table {

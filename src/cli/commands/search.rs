@@ -6,11 +6,12 @@ use clap::{ArgGroup, Args};
 use serde::Serialize;
 
 use crate::api::{SEARCH_FILTERS, SearchQuery};
-use crate::cli::output::{cell, print_json, table, verdict_table};
+use crate::cli::output::{cell, failure_line, print_json, table, verdict_table};
 use crate::cli::{CliError, Context, Outcome};
 use crate::db::AnalysisRow;
 use crate::index::xpath::{self as index_xpath, XPathError};
 
+use super::decrypt::ReportPassword;
 use super::operator::{absolute, db_failed, open};
 use super::single_failure;
 
@@ -49,10 +50,17 @@ pub struct SearchArgs {
     #[arg(long, short = 'q', value_name = "TEXT", conflicts_with_all = FILTER_ARGS)]
     pub query: Option<String>,
 
-    /// XPath 1.0 over the XML reports the daemon stored (relative to the report root, e.g.
-    /// `fileinfo[sha256='...']`); reads the daemon's database (`--config`), not the server.
+    /// XPath 1.0 over the XML reports the daemon stored, e.g.
+    /// `/analysis/domaininfo/domain[@malicious='true']`; reads the daemon's database
+    /// (`--config`), not the server.
     #[arg(long, value_name = "EXPR", conflicts_with = "query", conflicts_with_all = FILTER_ARGS)]
     pub xpath: Option<String>,
+
+    /// With --xpath: the report password of encrypted analyses, read from this file (mode
+    /// 0600), so their stored reports (AES zips) are searched too; default: the configured
+    /// one (`[reports]`).
+    #[arg(long, value_name = "FILE", requires = "xpath")]
+    pub password_file: Option<std::path::PathBuf>,
 
     /// Exact MD5 of the sample.
     #[arg(long, value_name = "HASH", help_heading = "Filters (ANDed)")]
@@ -139,7 +147,7 @@ impl SearchArgs {
 
 pub async fn run(context: &Context, args: SearchArgs) -> Result<Outcome, CliError> {
     if let Some(expr) = &args.xpath {
-        return xpath(context, expr).await;
+        return xpath(context, expr, args.password_file.as_deref()).await;
     }
     let client = context.client()?;
     match client.analysis_search(&args.to_query()).await {
@@ -169,28 +177,66 @@ struct XPathHit {
 }
 
 /// `--xpath`: local, needs the daemon's database, never the server or the API key. A broken
-/// expression is a usage error (exit 2) found before anything is opened.
-async fn xpath(context: &Context, expr: &str) -> Result<Outcome, CliError> {
-    index_xpath::compile_check(expr).map_err(|e| CliError::Usage(format!("--xpath: {e}")))?;
+/// expression is a usage error (exit 2) in the shape a server gives it, found before anything
+/// is opened. Reports that could not be searched are counted on stderr.
+async fn xpath(
+    context: &Context,
+    expr: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<Outcome, CliError> {
+    let refused = |error: &XPathError| {
+        CliError::Refused(failure_line("Search", Some(400), &error.to_string()))
+    };
+    index_xpath::compile_check(expr).map_err(|e| refused(&e))?;
+    let password = password_file.map(ReportPassword::from_file).transpose()?;
     let (config, db) = open(context).await?;
-    let found = index_xpath::search_reports(&db, &config.data_dir, expr).await;
+    let password = match password {
+        Some(password) => Some(password),
+        None => ReportPassword::configured(&config)?,
+    };
+    let found = index_xpath::search_reports(
+        &db,
+        &config.data_dir,
+        expr,
+        password.as_ref().map(ReportPassword::as_bytes),
+    )
+    .await;
     db.close().await;
-    let hits: Vec<XPathHit> = match found {
-        Ok(matches) => matches
-            .into_iter()
-            .map(|m| XPathHit {
-                report: absolute(&config.data_dir, &m.report_path)
-                    .display()
-                    .to_string(),
-                analysis: m.analysis,
-                selected: m.selected,
-            })
-            .collect(),
-        Err(error @ XPathError::Invalid { .. }) => {
-            return Err(CliError::Usage(format!("--xpath: {error}")));
-        }
+    let found = match found {
+        Ok(found) => found,
+        Err(error @ XPathError::Invalid { .. }) => return Err(refused(&error)),
         Err(XPathError::Db(error)) => return Err(db_failed(error)),
     };
+    if found.need_password > 0 {
+        eprintln!(
+            "{} encrypted XML report(s) not searched: they need the report password \
+             (--password-file FILE, or configure [reports] password_file)",
+            found.need_password
+        );
+    }
+    if found.wrong_password > 0 {
+        eprintln!(
+            "{} encrypted XML report(s) not searched: the report password does not open them",
+            found.wrong_password
+        );
+    }
+    if let Some(reason) = &found.first_unreadable {
+        eprintln!(
+            "{} XML report(s) not searched: they cannot be read (first: {reason})",
+            found.unreadable
+        );
+    }
+    let hits: Vec<XPathHit> = found
+        .matches
+        .into_iter()
+        .map(|m| XPathHit {
+            report: absolute(&config.data_dir, &m.report_path)
+                .display()
+                .to_string(),
+            analysis: m.analysis,
+            selected: m.selected,
+        })
+        .collect();
     if context.json {
         print_json(&hits)?;
     } else if hits.is_empty() {
