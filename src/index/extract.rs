@@ -14,17 +14,15 @@ pub const READ_REPORT: Extract = read_report;
 /// keeps only the facts, whatever the document's size). The error is one line for the
 /// report's row.
 ///
-/// `password` is for the AES zip of an encrypted analysis; until `api::report::open_stored`
-/// is merged the file is read as stored, so such a report fails with the parser's reason.
+/// `password` opens the AES zip of an encrypted analysis (`api::report::open_stored`); a plain
+/// report is read as stored whatever the password.
 pub fn read_report(
     path: &Path,
     report_type: &str,
-    _password: Option<&[u8]>,
+    password: Option<&[u8]>,
 ) -> Result<ReportFacts, String> {
     let format = ReportType::format(report_type)
         .ok_or_else(|| format!("{report_type} is not a JSON or XML report"))?;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // The parser reads through its own buffer.
-    report::parse(file, format).map_err(|e| e.to_string())
+    let document = report::open_stored(path, password).map_err(|e| e.to_string())?;
+    report::parse(document, format).map_err(|e| e.to_string())
 }

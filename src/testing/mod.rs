@@ -45,14 +45,20 @@ pub fn fast_config(root: &Path, api_url: &str) -> Config {
     c
 }
 
-/// The API client a daemon built from `config` uses (the same resolver), with fast retries.
+/// The API client a daemon built from `config` uses (the same resolver), with fast retries;
+/// with `reports.encrypt = true` it asks for encrypted analyses with the configured report
+/// password, as `jbxd run`'s client does.
 pub fn client_for(config: &Config) -> JoeClient {
     let key = ApiKey::new(TEST_API_KEY).unwrap();
-    let settings = cfg::settings(
+    let mut settings = cfg::settings(
         &config.api,
         key,
         cfg::Pace::Hurried,
         Some(config.reports.max_size),
     );
+    if config.reports.encrypt {
+        settings.encrypt_password =
+            cfg::report_password(config).expect("the test's report password resolves");
+    }
     JoeClient::new(settings).expect("client builds")
 }

@@ -121,3 +121,84 @@ async fn the_daemon_indexes_the_reports_of_a_finished_item() {
     assert_eq!(found[0].detection.as_deref(), Some("malicious"));
     assert_eq!(found[0].item_name.as_deref(), Some("evil.exe"));
 }
+
+/// Issue 10 §4: with `reports.encrypt = true` every analysis is encrypted on the server, the
+/// daemon keeps the downloaded AES zips as they came, and the index still reads their content
+/// with the configured report password.
+#[tokio::test]
+async fn the_daemon_keeps_encrypted_reports_as_zips_and_indexes_their_content() {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("report_password");
+    std::fs::write(&password_file, "index-e2e-report-password\n").unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = TestEnv::start(SimConfig::default(), |config| {
+        config.reports.encrypt = true;
+        config.reports.password_file = Some(password_file.clone());
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        notifier: Notifier::disabled(),
+        ..RunOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(env.app.clone(), cancel.clone(), options));
+    drop_file(env.drop_dir(), "locked.exe", MALICIOUS);
+    let db = env.app.db.clone();
+    let settled = wait_until(Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            let items = db::items::list(&db, 10).await.unwrap();
+            let states = index_states(&db).await;
+            items.len() == 1
+                && items[0].state == ItemState::Done
+                && !states.is_empty()
+                && states
+                    .iter()
+                    .all(|(_, s, _)| s.is_some() && s.as_deref() != Some("pending"))
+        }
+    })
+    .await;
+    let states = index_states(&db).await;
+    assert!(settled, "not indexed: {states:#?}");
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    let db = Db::open_existing(&env.app.config.db_path()).await.unwrap();
+    let (webid, encrypted): (String, Option<i64>) =
+        sqlx::query_as("SELECT webid, encrypted FROM analyses")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        encrypted,
+        Some(1),
+        "the server did not encrypt the analysis"
+    );
+    for t in ["irjsonfixed", "xml"] {
+        let (path, state, error): (String, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT path, index_state, index_error FROM reports WHERE webid = ? AND type = ?",
+        )
+        .bind(&webid)
+        .bind(t)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let stored = std::fs::read(env.app.config.data_dir.join(&path)).unwrap();
+        assert!(
+            stored.starts_with(b"PK\x03\x04"),
+            "{t} is not kept as the zip"
+        );
+        assert_eq!(
+            (state.as_deref(), error.as_deref()),
+            (Some("indexed"), None),
+            "{t}"
+        );
+    }
+    let domains: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM iocs WHERE webid = ? AND kind = 'domain'")
+            .bind(&webid)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(domains > 0, "no domain read from the encrypted reports");
+}
