@@ -31,16 +31,19 @@ async fn index_states(db: &Db) -> Vec<(String, Option<String>, Option<String>)> 
         .unwrap()
 }
 
-#[tokio::test]
-async fn the_daemon_indexes_the_reports_of_a_finished_item() {
-    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+/// Runs the daemon until the one dropped sample is done and every stored report has an index
+/// state other than pending, then stops it; the reports' (type, index state, error).
+async fn run_until_indexed(
+    env: &TestEnv,
+    name: &str,
+) -> Vec<(String, Option<String>, Option<String>)> {
     let cancel = CancellationToken::new();
     let options = RunOptions {
         notifier: Notifier::disabled(),
         ..RunOptions::default()
     };
     let daemon = tokio::spawn(daemon::run(env.app.clone(), cancel.clone(), options));
-    drop_file(env.drop_dir(), "evil.exe", MALICIOUS);
+    drop_file(env.drop_dir(), name, MALICIOUS);
     let db = env.app.db.clone();
     let settled = wait_until(Duration::from_secs(60), || {
         let db = db.clone();
@@ -60,6 +63,13 @@ async fn the_daemon_indexes_the_reports_of_a_finished_item() {
     assert!(settled, "not indexed: {states:#?}");
     cancel.cancel();
     daemon.await.unwrap().unwrap();
+    states
+}
+
+#[tokio::test]
+async fn the_daemon_indexes_the_reports_of_a_finished_item() {
+    let env = TestEnv::start(SimConfig::default(), |_| {}).await;
+    let states = run_until_indexed(&env, "evil.exe").await;
     // Default report types: html (not read by the index), irjsonfixed and xml, both read.
     let by_type = |t: &str| states.iter().find(|(ty, _, _)| ty == t).unwrap().clone();
     assert_eq!(by_type("html").1.as_deref(), Some("not_indexable"));
@@ -137,32 +147,7 @@ async fn the_daemon_keeps_encrypted_reports_as_zips_and_indexes_their_content() 
         config.reports.password_file = Some(password_file.clone());
     })
     .await;
-    let cancel = CancellationToken::new();
-    let options = RunOptions {
-        notifier: Notifier::disabled(),
-        ..RunOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(env.app.clone(), cancel.clone(), options));
-    drop_file(env.drop_dir(), "locked.exe", MALICIOUS);
-    let db = env.app.db.clone();
-    let settled = wait_until(Duration::from_secs(60), || {
-        let db = db.clone();
-        async move {
-            let items = db::items::list(&db, 10).await.unwrap();
-            let states = index_states(&db).await;
-            items.len() == 1
-                && items[0].state == ItemState::Done
-                && !states.is_empty()
-                && states
-                    .iter()
-                    .all(|(_, s, _)| s.is_some() && s.as_deref() != Some("pending"))
-        }
-    })
-    .await;
-    let states = index_states(&db).await;
-    assert!(settled, "not indexed: {states:#?}");
-    cancel.cancel();
-    daemon.await.unwrap().unwrap();
+    run_until_indexed(&env, "locked.exe").await;
     let db = Db::open_existing(&env.app.config.db_path()).await.unwrap();
     let (webid, encrypted): (String, Option<i64>) =
         sqlx::query_as("SELECT webid, encrypted FROM analyses")
